@@ -1,0 +1,42 @@
+"""zoo: a client and local cache manager for the ONNX Model Zoo.
+
+Importing zoo is cheap: heavy libraries (numpy, onnxruntime, requests, ...)
+load only when a function needs them.
+"""
+
+from __future__ import annotations
+
+from zoo.api import ModelInfo, info, list_models, resolve, search
+from zoo.errors import (
+    CacheError,
+    DownloadError,
+    HashMismatchError,
+    ImageError,
+    ManifestError,
+    NotCachedError,
+    OpsetError,
+    ProviderError,
+    UnknownModelError,
+    ZooError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheError",
+    "DownloadError",
+    "HashMismatchError",
+    "ImageError",
+    "ManifestError",
+    "ModelInfo",
+    "NotCachedError",
+    "OpsetError",
+    "ProviderError",
+    "UnknownModelError",
+    "ZooError",
+    "__version__",
+    "info",
+    "list_models",
+    "resolve",
+    "search",
+]

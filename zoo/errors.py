@@ -1,0 +1,140 @@
+"""The ZooError hierarchy: every failure a user can act on.
+
+Each error keeps its facts as attributes and builds its message from them in
+three parts: what happened, which object, and what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Exit codes shared by the CLI and documented in README and `zoo --help`.
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_DOWNLOAD = 3
+
+
+class ZooError(Exception):
+    """Root of every error zoo raises on purpose."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, what: str, *, hint: str | None = None) -> None:
+        self.what = what
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return self.what if not self.hint else f"{self.what}\nhint: {self.hint}"
+
+
+class ManifestError(ZooError, ValueError):
+    """A manifest file is malformed: names the file, the model and the field."""
+
+    def __init__(self, source: str, model_id: str | None, field: str, problem: str) -> None:
+        self.source = source
+        self.model_id = model_id
+        self.field = field
+        self.problem = problem
+        where = f"{source}: model {model_id!r}" if model_id else source
+        super().__init__(
+            f"bad manifest {where}, field {field!r}: {problem}",
+            hint="fix the field (schema: manifests/README.md) or remove the file from ZOO_MANIFESTS",
+        )
+
+
+class UnknownModelError(ZooError, LookupError):
+    """No model matches a name; carries up to five suggestions."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = "run `zoo search TEXT` or `zoo list` to see the known models"
+        if self.suggestions:
+            hint = f"did you mean: {', '.join(self.suggestions)}? ({hint})"
+        super().__init__(f"unknown model {name!r}", hint=hint)
+
+
+class OpsetError(ZooError, LookupError):
+    """A model exists but not at the requested opset."""
+
+    def __init__(self, name: str, opset: int, available: Sequence[tuple[str, int]]) -> None:
+        self.name = name
+        self.opset = opset
+        self.available = tuple(available)
+        choices = ", ".join(f"{model_id} (opset {o})" for model_id, o in self.available)
+        valid = sorted({o for _, o in self.available})
+        super().__init__(
+            f"no variant of {name!r} has opset {opset}; available: {choices}",
+            hint=f"use --opset with one of {valid}, or omit it for the highest",
+        )
+
+
+class DownloadError(ZooError):
+    """No source could deliver a file."""
+
+    exit_code = EXIT_DOWNLOAD
+
+
+class HashMismatchError(DownloadError):
+    """Downloaded bytes are not the bytes the manifest promises."""
+
+    def __init__(
+        self,
+        model_id: str,
+        url: str,
+        *,
+        expected_sha256: str,
+        got_sha256: str,
+        expected_size: int,
+        got_size: int,
+        kept: str = "nothing: the bad bytes were deleted",
+    ) -> None:
+        self.model_id = model_id
+        self.url = url
+        self.expected_sha256 = expected_sha256
+        self.got_sha256 = got_sha256
+        self.expected_size = expected_size
+        self.got_size = got_size
+        self.kept = kept
+        super().__init__(
+            f"integrity check failed for {model_id} from {url}: "
+            f"expected sha256 {expected_sha256} ({expected_size} bytes), "
+            f"got sha256 {got_sha256} ({got_size} bytes); kept {kept}",
+            hint="try another source with --mirror URL, or report the source as corrupt",
+        )
+
+
+class NotCachedError(ZooError, FileNotFoundError):
+    """Offline, and the file is not in the cache."""
+
+    def __init__(self, model_id: str, path: str) -> None:
+        self.model_id = model_id
+        self.path = path
+        super().__init__(
+            f"{model_id} is not cached and zoo is offline (missing file: {path})",
+            hint=f"copy the file here and run `zoo cache import FILE --id {model_id}`, "
+            "or unset ZOO_OFFLINE / HF_HUB_OFFLINE",
+        )
+
+
+class CacheError(ZooError):
+    """The cache directory is unusable or inconsistent."""
+
+
+class ImageError(ZooError):
+    """An input image cannot be read or decoded."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"cannot use image {path}: {reason}",
+            hint="pass a readable JPEG, PNG, BMP, GIF, TIFF or WebP file",
+        )
+
+
+class ProviderError(ZooError):
+    """An execution provider was requested but is not what onnxruntime uses."""

@@ -1,0 +1,509 @@
+"""Manifest data: frozen entries parsed and validated from manifest dicts.
+
+`ModelEntry.from_dict` is the only way in; it raises ManifestError naming the
+manifest file, the model id and the field path. `to_dict()` is exactly what
+`--json` prints. The schema is documented in manifests/README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, is_dataclass
+from functools import lru_cache
+from typing import Any, Literal, get_args
+
+from zoo.errors import ManifestError
+
+Layout = Literal["NCHW", "NHWC", "CHW", "HWC"]
+ChannelOrder = Literal["RGB", "BGR", "GRAY", "Y"]
+ResizeMethod = Literal[
+    "stretch",  # resize to `size`, aspect ratio not kept
+    "shorter_side_center_crop",  # shorter side -> `shorter_side`, then center crop `crop`
+    "shorter_side",  # shorter side -> `shorter_side` (cap: max_longer_side), any size out
+    "letterbox",  # fit inside `size`, keep aspect, pad with pad_value, centered
+    "cover_center_crop",  # scale so both sides cover `size`, then center crop
+    "pad_to_size",  # no scaling: pad (bottom/right) or crop to `size`
+    "face_align",  # similarity transform of 5 landmarks onto a template
+    "none",  # feed the image at its own size
+]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+PadPosition = Literal["center", "bottom-right"]
+RecipeKind = Literal["image", "image-sequence", "text", "tensor"]
+Variant = Literal["fp32", "fp16", "int8", "qdq", "preprocessing"]
+ConfidenceLevel = Literal["high", "medium", "low"]
+BoxOrder = Literal["xyxy", "yxyx"]
+BoxCoords = Literal["normalized", "input-pixels", "original-pixels"]
+LabelFormat = Literal["index", "category-id"]
+PostprocessKind = Literal[
+    "softmax-topk",
+    "already-probabilities-topk",
+    "scores-topk",
+    "boxes-nms-in-graph",
+    "yolov2-grid-decode-nms",
+    "yolov4-decode-nms",
+    "retinanet-anchor-decode-nms",
+    "boxes-threshold-nms",
+    "segmentation-argmax",
+    "duc-reshape-argmax",
+    "embedding-l2-normalize",
+    "image-output",
+    "super-resolution-ycbcr-merge",
+    "squad-span",
+    "span-indices",
+    "lm-logits",
+    "hidden-states",
+    "tensor-output",
+]
+ExtraInputValue = Literal["original_hw"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_Dim = int | str | None
+
+
+class _Reader:
+    """Typed access to one manifest dict; every failure names its field path."""
+
+    def __init__(self, data: Any, path: str, source: str, model_id: str | None) -> None:
+        self.path, self.source, self.model_id = path, source, model_id
+        if not isinstance(data, dict):
+            self.fail("", f"expected an object, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, key: str, problem: str) -> None:
+        field = f"{self.path}.{key}".strip(".") if key else self.path
+        raise ManifestError(self.source, self.model_id, field, problem)
+
+    def child(self, key: str, data: Any) -> _Reader:
+        return _Reader(data, f"{self.path}.{key}".strip("."), self.source, self.model_id)
+
+    def get(self, key: str, kind: type | tuple[type, ...], *, required: bool = False) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self.fail(key, "is required")
+            return None
+        value = self.data[key]
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind))
+        if not ok:
+            names = " or ".join(t.__name__ for t in _as_tuple(kind))
+            self.fail(key, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value = self.get(key, str, required=required)
+        if required and not value:
+            self.fail(key, "must not be empty")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.get(key, (int, float))
+        return None if value is None else float(value)
+
+    def choice(self, key: str, vocabulary: Any, *, required: bool = False) -> Any:
+        value = self.get(key, str, required=required)
+        allowed = _vocabulary(vocabulary)
+        if value is not None and value not in allowed:
+            self.fail(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    def numbers(self, key: str, length: int | None = None) -> tuple[float, ...] | None:
+        value = self.get(key, list)
+        if value is None:
+            return None
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            self.fail(key, f"expected a list of numbers, got {value!r}")
+        if length is not None and len(value) != length:
+            self.fail(key, f"expected {length} numbers, got {len(value)}")
+        return tuple(float(v) for v in value)
+
+    def size(self, key: str) -> tuple[int, int] | None:
+        value = self.get(key, list)
+        if value is None:
+            return None
+        if len(value) != 2 or not all(type(v) is int and v > 0 for v in value):
+            self.fail(key, f"expected [height, width] as two positive integers, got {value!r}")
+        return (value[0], value[1])
+
+    def positive_int(self, key: str, *, required: bool = False) -> int | None:
+        value = self.get(key, int, required=required)
+        if value is not None and value <= 0:
+            self.fail(key, f"must be a positive integer, got {value}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list) or []
+        if not all(isinstance(v, str) and v for v in value):
+            self.fail(key, f"expected a list of non-empty strings, got {value!r}")
+        return tuple(value)
+
+
+@lru_cache(maxsize=None)
+def _vocabulary(literal: Any) -> tuple[str, ...]:
+    return get_args(literal)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def to_plain(value: Any) -> Any:
+    """Turn frozen manifest values into JSON-ready dicts and lists."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if is_dataclass(value):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file in the zoo repo layout, with the sha256 and size it must have."""
+
+    path: str
+    sha256: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> FileEntry:
+        path = r.text("path", required=True)
+        parts = path.split("/")
+        if path.startswith(("/", "\\")) or ".." in parts or "\\" in path or ":" in parts[0]:
+            r.fail("path", f"must be a relative path inside the zoo layout, got {path!r}")
+        sha256 = r.text("sha256", required=True)
+        if not _SHA256.fullmatch(sha256):
+            r.fail("sha256", f"must be 64 lowercase hex digits, got {sha256!r}")
+        return cls(path=path, sha256=sha256, size=r.positive_int("size", required=True))
+
+
+@dataclass(frozen=True, slots=True)
+class IOSpec:
+    """One graph input or output as the manifest declares it."""
+
+    name: str
+    shape: tuple[_Dim, ...]
+    type: str
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> IOSpec:
+        shape = r.get("shape", list, required=True)
+        if not all(d is None or isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
+            r.fail("shape", f"dimensions must be integers, names or null, got {shape!r}")
+        return cls(name=r.text("name", required=True), shape=tuple(shape), type=r.text("type", required=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ResizeSpec:
+    """How the image is brought to the network's size."""
+
+    method: ResizeMethod
+    size: tuple[int, int] | None = None
+    shorter_side: int | None = None
+    crop: tuple[int, int] | None = None
+    max_longer_side: int | None = None
+    pad_to_multiple: int | None = None
+    pad_value: tuple[float, ...] | None = None
+    pad_position: PadPosition | None = None
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> ResizeSpec:
+        spec = cls(
+            method=r.choice("method", ResizeMethod, required=True),
+            size=r.size("size"),
+            shorter_side=r.positive_int("shorter_side"),
+            crop=r.size("crop"),
+            max_longer_side=r.positive_int("max_longer_side"),
+            pad_to_multiple=r.positive_int("pad_to_multiple"),
+            pad_value=r.numbers("pad_value"),
+            pad_position=r.choice("pad_position", PadPosition),
+        )
+        needs = {
+            "stretch": ("size",),
+            "shorter_side_center_crop": ("shorter_side", "crop"),
+            "shorter_side": ("shorter_side",),
+            "letterbox": ("size", "pad_value"),
+            "cover_center_crop": ("size",),
+            "pad_to_size": ("size",),
+            "face_align": ("size",),
+        }.get(spec.method, ())
+        for key in needs:
+            if getattr(spec, key) is None:
+                r.fail(key, f"is required when method is {spec.method!r}")
+        return spec
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraInput:
+    """A second graph input computed from the image, e.g. YOLOv3's image_shape."""
+
+    name: str
+    value: ExtraInputValue
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> ExtraInput:
+        return cls(
+            name=r.text("name", required=True),
+            value=r.choice("value", ExtraInputValue, required=True),
+            dtype=r.text("dtype", required=True),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecipe:
+    """Declarative image preprocessing: tensor = (pixel * scale - mean) / std.
+
+    `pixel` is the 0..255 value in `channel_order`; mean and std are listed in
+    that same order. `std` None means no division.
+    """
+
+    kind: Literal["image", "image-sequence"]
+    input: str | None
+    resize: ResizeSpec
+    interpolation: Interpolation
+    scale: float
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    channel_order: ChannelOrder
+    layout: Layout
+    dtype: Literal["float32", "uint8"]
+    extra_inputs: tuple[ExtraInput, ...] = ()
+    notes: str = ""
+
+    @property
+    def has_batch_dim(self) -> bool:
+        return self.layout in ("NCHW", "NHWC")
+
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """The (height, width) the recipe produces, or None when it follows the image."""
+        r = self.resize
+        if r.method == "shorter_side_center_crop":
+            return r.crop
+        if r.method in ("shorter_side", "none"):
+            return None
+        return r.size
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> ImageRecipe:
+        order = r.choice("channel_order", ChannelOrder, required=True)
+        channels = 1 if order in ("GRAY", "Y") else 3
+        extra = r.get("extra_inputs", list) or []
+        return cls(
+            kind=r.choice("kind", RecipeKind, required=True),
+            input=r.text("input"),
+            resize=ResizeSpec.from_dict(r.child("resize", r.data.get("resize"))),
+            interpolation=r.choice("interpolation", Interpolation, required=True),
+            scale=r.number("scale") or 1.0,
+            mean=r.numbers("mean", channels),
+            std=r.numbers("std", channels),
+            channel_order=order,
+            layout=r.choice("layout", Layout, required=True),
+            dtype=r.choice("dtype", Literal["float32", "uint8"], required=True),
+            extra_inputs=tuple(
+                ExtraInput.from_dict(r.child(f"extra_inputs[{i}]", e)) for i, e in enumerate(extra)
+            ),
+            notes=r.text("notes") or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TextRecipe:
+    """What a text model needs: tokenizer, vocabulary and the meaning of each input."""
+
+    kind: Literal["text", "tensor"]
+    tokenizer: str | None
+    vocab: str | None
+    inputs: tuple[tuple[str, str], ...]
+    params: tuple[tuple[str, int], ...]
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tokenizer": self.tokenizer,
+            "vocab": self.vocab,
+            "inputs": dict(self.inputs),
+            "params": dict(self.params),
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> TextRecipe:
+        inputs = r.get("inputs", dict) or {}
+        params = r.get("params", dict) or {}
+        for key, value in params.items():
+            if type(value) is not int:
+                r.fail(f"params.{key}", f"expected an integer, got {value!r}")
+        return cls(
+            kind=r.choice("kind", RecipeKind, required=True),
+            tokenizer=r.text("tokenizer"),
+            vocab=r.text("vocab"),
+            inputs=tuple((str(k), str(v)) for k, v in inputs.items()),
+            params=tuple(params.items()),
+            notes=r.text("notes") or "",
+        )
+
+
+def parse_recipe(r: _Reader) -> ImageRecipe | TextRecipe:
+    kind = r.choice("kind", RecipeKind, required=True)
+    return ImageRecipe.from_dict(r) if kind in ("image", "image-sequence") else TextRecipe.from_dict(r)
+
+
+@dataclass(frozen=True, slots=True)
+class PostprocessSpec:
+    """How raw outputs become an answer; decoder numbers live in `params`."""
+
+    kind: PostprocessKind
+    outputs: tuple[tuple[str, tuple[str, ...]], ...]
+    apply_softmax: bool = False
+    squeeze: bool = False
+    topk: int | None = None
+    score_threshold: float | None = None
+    nms_iou: float | None = None
+    box_order: BoxOrder | None = None
+    box_coords: BoxCoords | None = None
+    label_format: LabelFormat = "index"
+    params: tuple[tuple[str, Any], ...] = ()
+    notes: str = ""
+
+    def output(self, role: str) -> str:
+        """The graph output name playing `role` (e.g. "output", "boxes")."""
+        return dict(self.outputs)[role][0]
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+        out["outputs"] = {k: (v[0] if len(v) == 1 else list(v)) for k, v in self.outputs}
+        out["params"] = dict(self.params)
+        return out
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> PostprocessSpec:
+        outputs = r.get("outputs", dict, required=True)
+        pairs = []
+        for role, names in outputs.items():
+            names = [names] if isinstance(names, str) else names
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                r.fail(f"outputs.{role}", f"expected an output name or a list of names, got {names!r}")
+            pairs.append((role, tuple(names)))
+        return cls(
+            kind=r.choice("kind", PostprocessKind, required=True),
+            outputs=tuple(pairs),
+            apply_softmax=bool(r.get("apply_softmax", bool)),
+            squeeze=bool(r.get("squeeze", bool)),
+            topk=r.positive_int("topk"),
+            score_threshold=r.number("score_threshold"),
+            nms_iou=r.number("nms_iou"),
+            box_order=r.choice("box_order", BoxOrder),
+            box_coords=r.choice("box_coords", BoxCoords),
+            label_format=r.choice("label_format", LabelFormat) or "index",
+            params=tuple(_freeze(v) for v in (r.get("params", dict) or {}).items()),
+            notes=r.text("notes") or "",
+        )
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Confidence:
+    """How sure the facts are, and where they came from."""
+
+    level: ConfidenceLevel
+    reason: str
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> Confidence:
+        return cls(level=r.choice("level", ConfidenceLevel, required=True), reason=r.text("reason") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model of the index: identity, file facts, IO and its recipes."""
+
+    id: str
+    hub_name: str
+    aliases: tuple[str, ...]
+    family: str
+    task: str
+    variant: Variant
+    opset: int
+    onnx_version: str | None
+    tags: tuple[str, ...]
+    license: str | None
+    file: FileEntry
+    test_data: FileEntry | None
+    inputs: tuple[IOSpec, ...] | None
+    outputs: tuple[IOSpec, ...] | None
+    preprocess: ImageRecipe | TextRecipe | None
+    postprocess: PostprocessSpec | None
+    labels: str | None
+    confidence: Confidence
+    source_framework: str | None = None
+    manifest: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return self.file.sha256
+
+    @property
+    def size(self) -> int:
+        return self.file.size
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: to_plain(getattr(self, f.name)) for f in fields(self)}
+        out["sha256"], out["bytes"] = self.sha256, self.size
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str, family: str, where: str) -> ModelEntry:
+        model_id = data.get("id") if isinstance(data, dict) else None
+        r = _Reader(data, "", source, model_id if isinstance(model_id, str) else where)
+        model_id = r.text("id", required=True)
+        if not _ID.fullmatch(model_id):
+            r.fail("id", f"must be letters, digits, '.', '_' or '-', got {model_id!r}")
+        test_data = r.data.get("test_data")
+        return cls(
+            id=model_id,
+            hub_name=r.text("hub_name") or model_id,
+            aliases=r.strings("aliases"),
+            family=family,
+            task=r.text("task", required=True),
+            variant=r.choice("variant", Variant) or "fp32",
+            opset=r.positive_int("opset", required=True),
+            onnx_version=r.text("onnx_version"),
+            tags=r.strings("tags"),
+            license=r.text("license"),
+            file=FileEntry.from_dict(r.child("file", r.data.get("file"))),
+            test_data=None if test_data is None else FileEntry.from_dict(r.child("test_data", test_data)),
+            inputs=_io_list(r, "inputs"),
+            outputs=_io_list(r, "outputs"),
+            preprocess=None if r.data.get("preprocess") is None else parse_recipe(r.child("preprocess", r.data["preprocess"])),
+            postprocess=None
+            if r.data.get("postprocess") is None
+            else PostprocessSpec.from_dict(r.child("postprocess", r.data["postprocess"])),
+            labels=r.text("labels"),
+            confidence=Confidence.from_dict(r.child("confidence", r.data.get("confidence") or {"level": "low"})),
+            source_framework=r.text("source_framework"),
+            manifest=source,
+        )
+
+
+def _io_list(r: _Reader, key: str) -> tuple[IOSpec, ...] | None:
+    value = r.get(key, list)
+    if value is None:
+        return None
+    return tuple(IOSpec.from_dict(r.child(f"{key}[{i}]", v)) for i, v in enumerate(value))

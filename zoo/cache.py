@@ -14,6 +14,8 @@ a blob's presence means it was verified.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 from zoo.manifest import FileEntry, ModelEntry
@@ -50,3 +52,65 @@ def cached_path(entry: ModelEntry, root: Path | None = None) -> Path | None:
         return None
     view = view_path(entry, entry.file, root)
     return view if view.is_file() else blob_path(entry.sha256, root)
+
+
+def partial_path(sha256: str, root: Path | None = None) -> Path:
+    return (root or home()) / "partial" / f"{sha256}.part"
+
+
+def lock_path(sha256: str, root: Path | None = None) -> Path:
+    return (root or home()) / "locks" / f"{sha256}.lock"
+
+
+def ensure_root(root: Path | None = None) -> Path:
+    """Create the cache directories and CACHEDIR.TAG; return the root."""
+    root = root or home()
+    for sub in ("blobs/sha256", "models", "partial", "locks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    tag = root / "CACHEDIR.TAG"
+    if not tag.is_file():
+        # Written to a unique temp name first so a concurrent reader never sees half a tag.
+        tmp = root / f".CACHEDIR.TAG.{os.getpid()}.{uuid.uuid4().hex}"
+        tmp.write_text(CACHEDIR_TAG)
+        os.replace(tmp, tag)
+    return root
+
+
+def link_view(blob: Path, view: Path) -> str:
+    """Make `view` a readable name for `blob`: hard link, else symlink, else copy.
+
+    Returns how it was made ("hardlink", "symlink" or "copy"). The view is built
+    under a temp name and moved into place, so it is never half there.
+    """
+    view.parent.mkdir(parents=True, exist_ok=True)
+    tmp = view.with_name(f".{view.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        how = _make_link(blob, tmp)
+        os.replace(tmp, view)
+        return how
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _make_link(blob: Path, tmp: Path) -> str:
+    try:
+        os.link(blob, tmp)
+        return "hardlink"
+    except OSError:
+        pass  # another filesystem, or links not allowed: try the next way
+    try:
+        # Relative, so the cache still works after ZOO_HOME is moved.
+        os.symlink(os.path.relpath(blob, tmp.parent), tmp)
+        return "symlink"
+    except OSError:
+        pass
+    shutil.copyfile(blob, tmp)
+    return "copy"
+
+
+def view_ok(blob: Path, view: Path) -> bool:
+    """Whether `view` already shows `blob` (checked with stat only, never by reading)."""
+    try:
+        return os.path.samefile(blob, view) or view.stat().st_size == blob.stat().st_size
+    except OSError:
+        return False

@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own cache and no network configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+REFERENCE = SHARED / "reference" / "validated_models.json"
+DATA = SHARED / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the zoo cache and Hugging Face home at tmp_path; clear network settings."""
+    home = tmp_path / "zoo-home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: never the internet
+    for name in ("ZOO_MIRROR", "ZOO_MANIFESTS", "ZOO_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "ZOO_DEBUG",
+                 "ZOO_PROVIDERS"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def need(path: Path) -> Path:
+    """Skip the calling test when a ../shared file is missing."""
+    if not path.exists():
+        pytest.skip(f"needs {path} (the ../shared data beside the repo), which is absent")
+    return path

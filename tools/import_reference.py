@@ -85,7 +85,8 @@ def resize(pre: dict) -> dict:
     if method == "shorter_side" or method.startswith("optional shorter_side"):
         out = {"method": "shorter_side", "shorter_side": r["shorter_side"]}
         if r.get("pad_to_multiple"):
-            out |= {"pad_to_multiple": r["pad_to_multiple"], "pad_value": [0, 0, 0], "pad_position": "bottom-right"}
+            # README pads the mean-subtracted tensor with 0: in pixel space that is the mean.
+            out |= {"pad_to_multiple": r["pad_to_multiple"], "pad_value": pre["mean"], "pad_position": "bottom-right"}
         return out
     if method == "letterbox":
         return {"method": "letterbox", "size": size, "pad_value": r["pad_value"], "pad_position": "center"}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zoo import cache, sources
+from zoo.errors import ZooError
 from zoo.index import load_index
+
+__all__ = ["Model", "ModelInfo", "Prediction", "info", "list_models", "load", "load_index", "pull", "resolve",
+           "search"]
 from zoo.manifest import ModelEntry
 
 
@@ -55,3 +61,209 @@ def info(name: str, opset: int | None = None) -> ModelInfo:
         sources=tuple(s.url for s in sources.plan(entry)),
         cached_path=None if path is None else str(path),
     )
+
+
+def pull(name: str, opset: int | None = None, with_test_data: bool = False, *, mirrors: Sequence[str] = (),
+         force: bool = False, progress: bool | None = None) -> Path:
+    """Download (or find in the cache) a model's verified file; returns its local path."""
+    return pull_entry(resolve(name, opset), with_test_data=with_test_data, mirrors=mirrors, force=force,
+                      progress=progress)[0].path
+
+
+def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequence[str] = (), force: bool = False,
+               progress: bool | None = None) -> list[Any]:
+    """FetchResults for the model file (and test data, extracted) of one entry."""
+    from zoo import download
+
+    files = [entry.file] + ([entry.test_data] if with_test_data and entry.test_data else [])
+    results = []
+    for file in files:
+        plan = sources.plan(entry, file, extra_mirrors=mirrors)
+        results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress))
+    if with_test_data and entry.test_data is not None:
+        from zoo import archive
+
+        archive.safe_extract(results[1].path, test_data_dir(entry))
+    return results
+
+
+def test_data_dir(entry: ModelEntry) -> Path:
+    """Where a model's test-data archive is extracted."""
+    return cache.home() / "models" / entry.id / "test_data"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The answer for one input."""
+
+    input: str
+    model: str
+    provider: str
+    task: str
+    predictions: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        preds = self.predictions
+        plain = [p.to_dict() for p in preds] if isinstance(preds, list) else preds.to_dict()
+        return {"input": self.input, "model": self.model, "provider": self.provider, "task": self.task,
+                "predictions": plain}
+
+
+class Model:
+    """A loaded model: session, recipe, labels; predict() runs the three stages."""
+
+    def __init__(self, *, path: Path, entry: ModelEntry | None, session: Any, report: Any,
+                 recipe: Any, labels: tuple[str, ...] | None) -> None:
+        self.path, self.entry, self.session, self.report = path, entry, session, report
+        self.recipe, self.labels = recipe, labels
+
+    def __repr__(self) -> str:
+        return f"<zoo.Model {self.name} on {self.report.primary}>"
+
+    @property
+    def name(self) -> str:
+        return self.entry.id if self.entry else self.path.name
+
+    @property
+    def info(self) -> ModelEntry | None:
+        return self.entry
+
+    @property
+    def providers(self) -> list[str]:
+        """What onnxruntime actually uses, best first."""
+        return list(self.report.used)
+
+    @property
+    def inputs(self) -> list[Any]:
+        return list(self.session.get_inputs())
+
+    @property
+    def outputs(self) -> list[Any]:
+        return list(self.session.get_outputs())
+
+    @property
+    def task(self) -> str:
+        return self.entry.task if self.entry else ("tabular" if self._is_tabular() else "unknown")
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Run raw feeds (checked against the graph inputs); outputs by name."""
+        from zoo import runtime
+
+        runtime.check_feeds(self.session, feeds)
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+    def preprocess(self, image: Any) -> dict[str, Any]:
+        """Feeds for one image (batch axis added where the model has one)."""
+        from zoo import images
+
+        prepared = self._prepare(images.open_image(image))
+        return self._feeds([prepared])
+
+    def predict(self, x: Any, *, topk: int | None = None, score_threshold: float | None = None) -> Any:
+        """Answer for one input (image path, PIL image, array) or a list of them."""
+        from zoo import predict as engine
+
+        many = isinstance(x, list)
+        results = engine.predict(self, x if many else [x], topk=topk, score_threshold=score_threshold)
+        return results if many else results[0]
+
+    def _is_tabular(self) -> bool:
+        inputs = self.session.get_inputs()
+        return self.recipe is None and len(inputs) == 1 and len(inputs[0].shape) == 2
+
+    def _prepare(self, img: Any) -> Any:
+        from zoo import preprocess
+
+        if self.recipe is None:
+            raise self._needs_recipe()
+        return preprocess.prepare(img, self.recipe)
+
+    def _feeds(self, prepared: list[Any]) -> dict[str, Any]:
+        import numpy as np
+
+        first = self.session.get_inputs()[0].name
+        name = getattr(self.recipe, "input", None) or first
+        batched = getattr(self.recipe, "has_batch_dim", True)
+        tensor = np.stack([p.tensor for p in prepared]) if batched else prepared[0].tensor
+        feeds = {name: tensor}
+        for key in prepared[0].extra:
+            feeds[key] = np.stack([p.extra[key] for p in prepared])
+        return feeds
+
+    def _needs_recipe(self) -> ZooError:
+        if self.entry is not None and self.entry.preprocess is not None and self.entry.preprocess.kind == "text":
+            r = self.entry.preprocess
+            needs = "; ".join(f"{k}: {v}" for k, v in r.inputs)
+            return ZooError(f"{self.name} is a text model: predict() needs tokenized inputs "
+                            f"({r.tokenizer or 'a tokenizer'}; vocabulary: {r.vocab or 'not shipped with zoo'})",
+                            hint=f"tokenize yourself and call model.run({{...}}) with {needs}")
+        names = ", ".join(preprocess_names())
+        return ZooError(f"{self.name} has no preprocessing recipe, so zoo cannot turn an image into its input",
+                        hint=f"pass recipe= (one of {names}, or an ImageRecipe), e.g. "
+                             f"zoo predict {self.path} IMAGE --recipe imagenet")
+
+
+def preprocess_names() -> list[str]:
+    from zoo import preprocess
+
+    return preprocess.names()
+
+
+def load(name_or_path: str | Path, *, opset: int | None = None, providers: str | Sequence[str] | None = None,
+         recipe: Any = None, labels: str | Sequence[str] | None = None, threads: int | None = None,
+         strict_provider: bool = False, optimization: str = "all", progress: bool | None = None) -> Model:
+    """Load a zoo model by name (pulled if not cached) or a local .onnx file, ready to predict."""
+    from zoo import labels as label_sets
+    from zoo import preprocess, runtime
+
+    entry, path = _locate(name_or_path, opset, progress)
+    spec = runtime.SessionSpec(providers=_tuple(runtime.parse_providers(providers)), threads=threads,
+                               optimization=optimization, strict=strict_provider)
+    key = entry.sha256 if entry else _local_key(path)
+    session, rep = runtime.create_session(path, spec, cache_dir=cache.home() / "optimized", cache_key=key)
+    if isinstance(recipe, str):
+        recipe = preprocess.get(recipe)
+    if recipe is None and entry is not None and entry.preprocess is not None and entry.preprocess.kind != "text":
+        recipe = entry.preprocess
+    elif isinstance(recipe, preprocess.ImageRecipe):
+        recipe = preprocess.with_input(recipe, _fixed_hw(session, recipe))
+    if isinstance(labels, str):
+        labels = label_sets.load(labels)
+    elif labels is None and entry is not None and entry.labels:
+        labels = label_sets.load(entry.labels)
+    return Model(path=path, entry=entry, session=session, report=rep, recipe=recipe,
+                 labels=None if labels is None else tuple(labels))
+
+
+def _tuple(value: list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _locate(name_or_path: str | Path, opset: int | None, progress: bool | None) -> tuple[ModelEntry | None, Path]:
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if isinstance(name_or_path, Path) or text.endswith(".onnx") or path.is_file():
+        if not path.is_file():
+            from zoo.errors import InputError
+
+            raise InputError(f"no such model file: {path}", expected=["a path to an .onnx file, or a zoo model name"])
+        return None, path
+    entry = resolve(text, opset)
+    cached = cache.cached_path(entry)
+    return entry, cached if cached is not None else pull_entry(entry, progress=progress)[0].path
+
+
+def _local_key(path: Path) -> str:
+    import hashlib
+
+    st = path.resolve().stat()
+    return "local-" + hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+
+
+def _fixed_hw(session: Any, recipe: Any) -> tuple[int, int] | None:
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4:
+        return None
+    h, w = (shape[1], shape[2]) if recipe.layout == "NHWC" else (shape[2], shape[3])
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None

@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.errors import CacheError, ZooError
 from zoo.manifest import FileEntry, ModelEntry
 
 CACHEDIR_TAG = (
@@ -114,3 +117,35 @@ def view_ok(blob: Path, view: Path) -> bool:
         return os.path.samefile(blob, view) or view.stat().st_size == blob.stat().st_size
     except OSError:
         return False
+
+
+@contextmanager
+def blob_lock(sha256: str, root: Path | None = None, *, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold locks/<sha256>.lock; an OS (flock) lock, so it dies with a killed holder and never goes stale."""
+    from filelock import FileLock, Timeout  # ships with huggingface_hub; only needed to write
+
+    lock = FileLock(lock_path(sha256, root))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if on_wait:
+            on_wait(f"waiting for another zoo process to finish {sha256[:12]} (lock {lock.lock_file})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def disk_errors(root: Path) -> Iterator[None]:
+    """Report disk failures (full, read-only, permissions) as CacheError naming the cache."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, ZooError):  # NotCachedError is a FileNotFoundError: let it through
+            raise
+        raise CacheError(
+            f"cannot use the cache at {root}: {exc}",
+            hint="free some space or fix permissions, or set ZOO_HOME to a writable directory",
+        ) from exc

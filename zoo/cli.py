@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -220,6 +221,140 @@ def _recipe_line(recipe: Any) -> str:
     for extra in recipe.extra_inputs:
         parts.append(f"+{extra.name}={extra.value}")
     return " ".join(parts)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("names", nargs=-1, required=True)
+@opset_option
+@click.option("--with-test-data", is_flag=True, help="Also fetch and safely extract the model's test-data archive.")
+@click.option("--mirror", "mirrors", multiple=True, metavar="URL",
+              help="Mirror base URL laid out like the zoo repo; tried before ZOO_MIRROR and Hugging Face.")
+@click.option("--force", is_flag=True, help="Download again even when the file is cached.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Pull this many models in parallel.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@json_option
+@handle_errors
+def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirrors: tuple[str, ...], force: bool,
+         jobs: int, quiet: bool, as_json: bool) -> None:
+    """Download models, verify their sha256 and size, and print their local paths.
+
+    A cached model costs no network and no re-hash. Stdout gets one absolute
+    path per model, so `$(zoo pull mnist-8)` works; messages go to stderr.
+
+    \b
+    Examples:
+      zoo pull vgg19-7
+      zoo pull mnist-8 squeezenet1.1 resnet50 -j 3
+      zoo pull mnist-8 --with-test-data --mirror http://mirror.local/zoo
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    entries = []
+    for name in names:
+        resolution = api.load_index().resolve(name, opset)
+        _note(resolution.note)
+        entries.append(resolution.entry)
+
+    def one(entry: Any) -> dict[str, Any] | ZooError:
+        try:
+            results = api.pull_entry(entry, with_test_data=with_test_data, mirrors=mirrors, force=force,
+                                     progress=False if quiet else None)
+        except ZooError as exc:
+            return exc
+        out = results[0].to_dict()
+        if with_test_data and entry.test_data is not None:
+            out["test_data"] = str(api.test_data_dir(entry))
+        return out
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outcomes = list(pool.map(one, entries))
+    done = [o for o in outcomes if isinstance(o, dict)]
+    if as_json:
+        _emit_json(done)
+    else:
+        for item in done:
+            click.echo(item["path"])
+    failures = [o for o in outcomes if isinstance(o, ZooError)]
+    for failure in failures[:-1]:
+        click.secho(f"error: {failure.what}", fg="red", err=True)
+    if failures:
+        raise failures[-1]
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True)
+@opset_option
+@click.option("--top-k", "topk", type=click.IntRange(min=1), default=None, help="How many classes to show (default: 5).")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Minimum detection score (default: the model's recipe).")
+@click.option("--provider", "providers", default=None,
+              help="Execution provider(s), comma-separated, best first: cuda, tensorrt, openvino, cpu... "
+                   "(default: ZOO_PROVIDERS, else the best available).")
+@click.option("--strict-provider", is_flag=True, help="Fail instead of warning when a requested provider is not used.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for onnxruntime.")
+@click.option("--recipe", default=None, help="Preprocessing recipe for a local model: imagenet, caffe-bgr, inception.")
+@click.option("--labels", "labels_file", default=None, help="Label set name or a file with one label per line.")
+@click.option("--save", "save", type=click.Path(path_type=Path), default=None,
+              help="Write the annotated image, segmentation overlay or output image (a folder for several inputs).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar while a model downloads.")
+@json_option
+@handle_errors
+def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | None, score_threshold: float | None,
+            providers: str | None, strict_provider: bool, threads: int | None, recipe: str | None,
+            labels_file: str | None, save: Path | None, quiet: bool, as_json: bool) -> None:
+    """Run MODEL on images (or .npy/.csv tables for tabular models).
+
+    MODEL is a zoo name (pulled and verified if not cached) or a local .onnx file.
+
+    \b
+    Examples:
+      zoo predict resnet50 frog.jpg
+      zoo predict ultraface crowd.jpg --save faces.png
+      zoo predict mobilenetv2-12-int8 a.jpg b.jpg --json
+      zoo predict my_model.onnx cat.jpg --recipe imagenet --labels imagenet1k
+    """
+    from zoo import render
+
+    loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file, threads=threads,
+                      strict_provider=strict_provider, progress=False if quiet else None)
+    results = loaded.predict(list(inputs), topk=topk, score_threshold=score_threshold)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+    else:
+        click.echo("\n\n".join(render.text(r) for r in results))
+    if save is not None:
+        _save_all(results, save)
+
+
+def _save_all(results: list[Any], out: Path) -> None:
+    from zoo import images, render
+
+    for result in results:
+        target = render.save_path(out, result, many=len(results) > 1)
+        render.annotated(result, images.open_image(result.input)).save(target)
+        click.echo(f"saved {target}", err=True)
+
+
+@cli.command(epilog=EPILOG)
+@json_option
+@handle_errors
+def providers(as_json: bool) -> None:
+    """List the execution providers onnxruntime offers here, in zoo's preference order.
+
+    \b
+    Example:
+      zoo providers --json
+    """
+    from zoo import runtime
+
+    rows = runtime.available()
+    if as_json:
+        _emit_json(rows)
+        return
+    table = [[str(r["rank"]), r["name"], ", ".join(f"{d['type']} ({d['vendor']})" for d in r["devices"]) or "-"]
+             for r in rows]
+    click.echo(_table(table, ["RANK", "PROVIDER", "DEVICES"]))
 
 
 def main() -> None:

@@ -136,5 +136,13 @@ class ImageError(ZooError):
         )
 
 
+class InputError(ZooError, ValueError):
+    """Feeds do not match the model's inputs; says what the model expects."""
+
+    def __init__(self, what: str, *, expected: list[str]) -> None:
+        self.expected = tuple(expected)
+        super().__init__(what, hint="the model expects: " + "; ".join(self.expected))
+
+
 class ProviderError(ZooError):
     """An execution provider was requested but is not what onnxruntime uses."""

@@ -29,6 +29,7 @@ class Source:
     url: str
     repo_id: str | None = None
     filename: str | None = None
+    revision: str | None = None
 
 
 def mirrors(extra: Sequence[str] = ()) -> list[str]:
@@ -46,12 +47,46 @@ def plan(entry: ModelEntry, file: FileEntry | None = None, *, extra_mirrors: Seq
     file = file or entry.file
     out = [Source("mirror", f"{base.rstrip('/')}/{quote(file.path)}") for base in mirrors(extra_mirrors)]
     endpoint = hf_endpoint()
-    out.append(
-        Source("huggingface", f"{endpoint}/{HF_LEGACY_REPO}/resolve/{HF_REVISION}/{quote(file.path)}",
-               HF_LEGACY_REPO, file.path)
-    )
+    out.append(_hf_source(endpoint, HF_LEGACY_REPO, file.path))
     suffix = file.name.rsplit(".", 1)[-1] if file.name.endswith(".onnx") else "tar.gz"
-    per_model = f"{entry.id}.{suffix}"
-    repo = f"{HF_ORG}/{entry.id}"
-    out.append(Source("huggingface", f"{endpoint}/{repo}/resolve/{HF_REVISION}/{quote(per_model)}", repo, per_model))
+    out.append(_hf_source(endpoint, f"{HF_ORG}/{entry.id}", f"{entry.id}.{suffix}"))
     return out
+
+
+def _hf_source(endpoint: str, repo_id: str, filename: str) -> Source:
+    # The same URL huggingface_hub.hf_hub_url builds; formatted here so that planning
+    # (`zoo info`) does not import huggingface_hub. request_url() asks the library.
+    url = f"{endpoint}/{repo_id}/resolve/{quote(HF_REVISION, safe='')}/{quote(filename)}"
+    return Source("huggingface", url, repo_id, filename, HF_REVISION)
+
+
+def request_url(source: Source) -> str:
+    """The URL to GET for `source`; Hugging Face URLs come from huggingface_hub."""
+    if source.kind != "huggingface" or source.repo_id is None or source.filename is None:
+        return source.url
+    from huggingface_hub import hf_hub_url  # heavy: only when a download starts
+
+    # huggingface_hub reads HF_ENDPOINT once at import; pass the current one explicitly.
+    return hf_hub_url(source.repo_id, source.filename, revision=source.revision or HF_REVISION, endpoint=hf_endpoint())
+
+
+def request_headers(source: Source) -> dict[str, str]:
+    """HTTP headers for `source`: the Hugging Face token only ever goes to Hugging Face."""
+    headers = {"User-Agent": f"zoo/{_version()}", "Accept-Encoding": "identity"}  # bytes exactly as hashed
+    if source.kind == "huggingface":
+        # Not build_hf_headers(): building its user agent fetches {ENDPOINT}/api/agent-harnesses
+        # (huggingface_hub >= 1.x telemetry), an extra request to an endpoint fixed at import time.
+        # get_token_to_send is the token choice build_hf_headers makes: HF_TOKEN, then `hf auth login`,
+        # unless HF_HUB_DISABLE_IMPLICIT_TOKEN is set.
+        from huggingface_hub.utils import get_token_to_send  # heavy: only when a download starts
+
+        token = get_token_to_send(None)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _version() -> str:
+    from zoo import __version__
+
+    return __version__

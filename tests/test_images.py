@@ -1,0 +1,111 @@
+"""Image reading: every odd input gets the documented outcome."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.errors import ImageError
+from zoo.images import open_image
+
+
+def save(img: Image.Image, path: Path, **kwargs) -> Path:
+    img.save(path, **kwargs)
+    return path
+
+
+def bomb_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims width x height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_rgb_jpeg_is_read(tmp_path: Path) -> None:
+    img = open_image(save(Image.new("RGB", (40, 30), (200, 10, 10)), tmp_path / "red.jpg"))
+    assert (img.mode, img.size) == ("RGB", (40, 30))
+    assert abs(img.getpixel((5, 5))[0] - 200) < 8
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.effect_noise((200, 200), 50).convert("RGB").save(buf, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError) as err:
+        open_image(path)
+    assert err.value.path == str(path) and "truncated" in err.value.reason
+
+
+def test_text_named_jpg(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is not a picture")
+    with pytest.raises(ImageError, match="not an image file"):
+        open_image(path)
+
+
+def test_zero_bytes_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        open_image(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="no such file"):
+        open_image(tmp_path / "missing.png")
+
+
+def test_decompression_bomb_header_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as err:
+        open_image(bomb_png(tmp_path / "bomb.png", 40000, 40000))
+    assert "decompression bomb" in err.value.reason
+
+
+def test_cmyk_becomes_rgb(tmp_path: Path) -> None:
+    path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "cmyk.jpg")
+    img = open_image(path)
+    assert img.mode == "RGB"
+    r, g, b = img.getpixel((4, 4))
+    assert r > 200 and g < 60 and b < 60  # cyan 0, magenta+yellow full = red
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    arr = np.full((6, 6), 32768, dtype=np.uint16)
+    path = save(Image.fromarray(arr), tmp_path / "deep.png")
+    img = open_image(path)
+    assert img.mode == "L" and img.getpixel((0, 0)) == 128
+
+
+def test_rgba_is_composited_on_white(tmp_path: Path) -> None:
+    path = save(Image.new("RGBA", (4, 4), (0, 0, 0, 0)), tmp_path / "clear.png")
+    assert open_image(path).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_and_gray(tmp_path: Path) -> None:
+    pal = Image.new("P", (4, 4))
+    pal.putpalette([10, 20, 30] * 256)
+    assert open_image(save(pal, tmp_path / "p.png")).getpixel((0, 0)) == (10, 20, 30)
+    assert open_image(save(Image.new("L", (4, 4), 77), tmp_path / "g.png")).mode == "L"
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    img = Image.new("RGB", (60, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rotated.jpg"
+    img.save(path, exif=exif)
+    assert open_image(path).size == (20, 60)
+
+
+def test_arrays_and_pil_images() -> None:
+    assert open_image(np.zeros((5, 7, 3), dtype=np.uint8)).size == (7, 5)
+    assert open_image(np.ones((5, 7), dtype=np.float32)).getpixel((0, 0)) == 255
+    assert open_image(Image.new("LA", (3, 3))).mode == "RGB"
+    with pytest.raises(ImageError, match="shape"):
+        open_image(np.zeros((2, 3, 5)))

@@ -1,0 +1,104 @@
+"""Unpack test-data archives without trusting them.
+
+A tar member can name any path, link anywhere and claim any size. safe_extract
+checks every member before writing a byte, extracts into a temp directory
+beside `dest` and moves it into place only when all went well, so `dest` is
+complete or absent.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from pathlib import Path, PureWindowsPath
+from typing import TYPE_CHECKING
+
+from zoo.errors import DownloadError
+
+if TYPE_CHECKING:
+    import tarfile
+
+MAX_SIZE = 4 * 1024**3  # total uncompressed bytes; the largest zoo test-data archive is far below
+
+
+def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path:
+    """Extract a .tar or .tar.gz into `dest` (replacing it), refusing anything that could escape it.
+
+    Raises DownloadError naming the archive and the offending member.
+    """
+    import tarfile  # not needed by most commands
+
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            _check_members(archive, members, max_size)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+            try:
+                # The "data" filter (Python >= 3.11.4) re-checks each member as it is written.
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(tmp, members=members, **extra)
+                _replace_dir(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except tarfile.TarError as exc:
+        raise _refuse(archive, f"it cannot be read safely: {exc}") from exc
+    return dest
+
+
+def _check_members(archive: Path, members: list[tarfile.TarInfo], max_size: int) -> None:
+    total = 0
+    for member in members:
+        problem = _member_problem(member)
+        if problem:
+            raise _refuse(archive, f"member {member.name!r} {problem}")
+        total += member.size if member.isfile() else 0
+    if total > max_size:
+        raise _refuse(archive, f"its members declare {total} bytes uncompressed, above the limit of {max_size} bytes")
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why `member` must not be extracted, or None when it is safe."""
+    if _absolute(member.name):
+        return "is an absolute path"
+    if ".." in member.name.replace("\\", "/").split("/"):
+        return "has a '..' component"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "is a device or fifo"
+    if member.issym() or member.islnk():
+        kind = "symlink" if member.issym() else "hard link"
+        # A symlink target is relative to the link's folder; a hard link's to the archive root.
+        base = posixpath.dirname(member.name) if member.issym() else ""
+        target = posixpath.normpath(posixpath.join(base, member.linkname))
+        if _absolute(member.linkname) or target == ".." or target.startswith("../"):
+            return f"is a {kind} to {member.linkname!r}, outside the destination"
+        return None
+    if not (member.isfile() or member.isdir()):
+        return "has an unsupported type"
+    return None
+
+
+def _absolute(name: str) -> bool:
+    return name.startswith(("/", "\\")) or bool(PureWindowsPath(name).drive)
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move `tmp` to `dest`; an existing `dest` is moved aside first and removed after."""
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _refuse(archive: Path, why: str) -> DownloadError:
+    return DownloadError(
+        f"refusing to extract {archive}: {why}",
+        hint=f"nothing was extracted; the archive may be corrupt or malicious: delete {archive} and report its source",
+    )

@@ -1,0 +1,412 @@
+"""Fetch one FileEntry into the cache: lock, stream, hash, verify, publish.
+
+`decide()` looks at the disk and says what to do; `fetch()` does it. Bytes
+arrive in partial/<sha256>.part, are hashed and counted as they stream, and
+reach blobs/sha256/<sha256> only through os.replace once they verify: a blob is
+complete and verified, or absent. A partial survives failures and later runs,
+and is resumed with an HTTP Range request.
+
+requests, huggingface_hub, tqdm and filelock are imported inside the functions
+that use them: `zoo --help` and `zoo list` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from zoo import cache
+from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
+from zoo.manifest import FileEntry, ModelEntry
+from zoo.sources import Source, plan, request_headers, request_url
+
+if TYPE_CHECKING:
+    import requests
+
+Action = Literal["hit", "resume", "download"]
+Log = Callable[[str], None]
+
+CHUNK_SIZE = 1024 * 1024
+DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; ZOO_TIMEOUT sets both
+DEFAULT_RETRIES = 4  # attempts per source; ZOO_RETRIES
+DEFAULT_BACKOFF = 0.5  # seconds before the first retry, doubled each time; ZOO_RETRY_BACKOFF
+MAX_WAIT = 60.0  # cap on Retry-After and on backoff
+MAX_REDIRECTS = 10
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A verified local file and where its bytes came from."""
+
+    model_id: str
+    path: Path  # the readable view, models/<id>/<name>
+    sha256: str
+    size: int
+    source: str  # the URL that delivered the bytes, "cache", or the imported file
+    downloaded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.model_id, "path": str(self.path), "sha256": self.sha256, "bytes": self.size,
+                "source": self.source, "downloaded": self.downloaded}
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    timeout: tuple[float, float]
+    retries: int
+    backoff: float
+
+    @classmethod
+    def from_env(cls) -> _Settings:
+        timeout = _env_number("ZOO_TIMEOUT", None)
+        return cls(
+            timeout=DEFAULT_TIMEOUT if timeout is None else (timeout, timeout),
+            retries=max(1, int(_env_number("ZOO_RETRIES", DEFAULT_RETRIES))),
+            backoff=_env_number("ZOO_RETRY_BACKOFF", DEFAULT_BACKOFF),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One file being fetched; everything the steps below share."""
+
+    entry: ModelEntry
+    file: FileEntry
+    root: Path
+    settings: _Settings
+    progress: bool
+    log: Log
+
+    @property
+    def partial(self) -> Path:
+        return cache.partial_path(self.file.sha256, self.root)
+
+    @property
+    def blob(self) -> Path:
+        return cache.blob_path(self.file.sha256, self.root)
+
+
+class _Retry(Exception):
+    """A transient failure: try the same source again, after `delay` when the server set one."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class _Failed(Exception):
+    """This source cannot deliver the file; go on to the next one."""
+
+
+def offline_from_env() -> bool:
+    """Whether ZOO_OFFLINE or HF_HUB_OFFLINE asks for no network, read now."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def decide(file: FileEntry, root: Path, *, force: bool) -> Action:
+    """What fetch() must do for `file`: reuse the blob, resume a partial, or download."""
+    if not force and cache.blob_path(file.sha256, root).is_file():
+        return "hit"
+    try:
+        partial_size = cache.partial_path(file.sha256, root).stat().st_size
+    except FileNotFoundError:
+        return "download"
+    return "resume" if not force and partial_size <= file.size else "download"
+
+
+def fetch(
+    entry: ModelEntry,
+    file: FileEntry,
+    *,
+    root: Path | None = None,
+    sources: Sequence[Source] | None = None,
+    offline: bool | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+    log: Log | None = None,
+) -> FetchResult:
+    """Make `file` of `entry` a verified local file, downloading it when needed.
+
+    Raises NotCachedError when offline and not cached, HashMismatchError when the
+    last source tried served wrong bytes, DownloadError when no source delivered.
+    """
+    root = root or cache.home()
+    log = log or _log_to_stderr
+    with cache.disk_errors(root):
+        if decide(file, root, force=force) == "hit":
+            return _result(entry, file, root, "cache", downloaded=False)
+        if offline_from_env() if offline is None else offline:
+            if cache.blob_path(file.sha256, root).is_file():  # cached, but force asked for the network
+                raise DownloadError(f"cannot download {entry.id} again: zoo is offline",
+                                    hint="unset ZOO_OFFLINE / HF_HUB_OFFLINE, or drop --force to use the cached file")
+            raise NotCachedError(entry.id, str(cache.view_path(entry, file, root)))
+        show = sys.stderr.isatty() if progress is None else progress
+        job = _Job(entry, file, cache.ensure_root(root), _Settings.from_env(), show, log)
+        with cache.blob_lock(file.sha256, root, on_wait=log):
+            # Another process may have published the blob while this one waited.
+            action = decide(file, root, force=force)
+            if action == "hit":
+                return _result(entry, file, root, "cache", downloaded=False)
+            if action == "download":
+                job.partial.unlink(missing_ok=True)
+            url = _download_any(job, plan(entry, file) if sources is None else sources)
+        return _result(entry, file, root, url, downloaded=True)
+
+
+def import_file(entry: ModelEntry, file: FileEntry, local_path: Path, root: Path | None = None) -> FetchResult:
+    """Verify a local copy of `file` and publish it into the cache (`zoo cache import`).
+
+    Raises HashMismatchError, with the cache and `local_path` left as they were, when the bytes differ.
+    """
+    local_path = Path(local_path)
+    if not local_path.is_file():
+        raise CacheError(f"cannot import {local_path}: no such file", hint="pass the path of the downloaded model file")
+    root = root or cache.home()
+    with cache.disk_errors(root), cache.blob_lock(file.sha256, cache.ensure_root(root), on_wait=_log_to_stderr):
+        tmp = cache.partial_path(file.sha256, root).with_suffix(f".{uuid.uuid4().hex}.import")
+        try:
+            sha256, size = _copy_hashing(local_path, tmp)
+            if (sha256, size) != (file.sha256, file.size):
+                kept = f"nothing: the cache is unchanged and {local_path} was left as it is"
+                raise HashMismatchError(entry.id, str(local_path), expected_sha256=file.sha256, got_sha256=sha256,
+                                        expected_size=file.size, got_size=size, kept=kept)
+            os.replace(tmp, cache.blob_path(file.sha256, root))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return _result(entry, file, root, str(local_path), downloaded=False, relink=True)
+
+
+def _result(
+    entry: ModelEntry, file: FileEntry, root: Path, source: str, *, downloaded: bool, relink: bool = False
+) -> FetchResult:
+    """Make sure the readable view shows the blob (stat only, no hashing) and describe it."""
+    blob, view = cache.blob_path(file.sha256, root), cache.view_path(entry, file, root)
+    if downloaded or relink or not cache.view_ok(blob, view):
+        cache.link_view(blob, view)
+    return FetchResult(entry.id, view, file.sha256, file.size, source, downloaded)
+
+
+def _download_any(job: _Job, sources: Sequence[Source]) -> str:
+    """Try each source in order; return the URL that delivered verified bytes."""
+    failures: list[tuple[str, str]] = []
+    last: Exception | None = None
+    for n, source in enumerate(sources, 1):
+        url = source.url
+        try:
+            url = request_url(source)
+            _download_from(job, source, url)
+            return url
+        except HashMismatchError as exc:
+            last, why = exc, f"wrong bytes: sha256 {exc.got_sha256} ({exc.got_size} bytes)"
+        except _Failed as exc:
+            last, why = exc, str(exc)
+        failures.append((url, why))
+        then = "trying the next source" if n < len(sources) else "no sources left"
+        job.log(f"{job.entry.id}: {url} failed: {why}; {then}")
+    summary = _all_failed(job, failures)
+    if isinstance(last, HashMismatchError):
+        raise last from summary
+    raise summary
+
+
+def _all_failed(job: _Job, failures: list[tuple[str, str]]) -> DownloadError:
+    lines = "".join(f"\n  {url}: {why}" for url, why in failures) or "\n  (no sources)"
+    hint = "check the network, add a source with --mirror URL or ZOO_MIRROR, or copy the file here and run "
+    hint += f"`zoo cache import FILE --id {job.entry.id}`"
+    if job.partial.is_file():
+        kept = job.partial.stat().st_size
+        hint = f"run the same command again to resume ({kept} of {job.file.size} bytes kept in {job.partial}); {hint}"
+    return DownloadError(
+        f"could not download {job.entry.id} ({job.file.name}, {job.file.size} bytes) "
+        f"from any of {len(failures)} sources:{lines}",
+        hint=hint,
+    )
+
+
+def _download_from(job: _Job, source: Source, url: str) -> None:
+    """Download from one source, retrying transient failures; the partial is kept between tries."""
+    import requests  # here, not at the top: the CLI must start without it
+
+    headers, retries = request_headers(source), job.settings.retries
+    with _session() as session:
+        for attempt in range(1, retries + 1):
+            resumed = job.partial.is_file() and job.partial.stat().st_size > 0
+            try:
+                try:
+                    return _stream_once(job, session, url, headers)
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                    raise _Retry(_describe(exc)) from exc
+                except requests.RequestException as exc:
+                    raise _Failed(_describe(exc)) from exc
+            except _Retry as exc:
+                if attempt == retries:
+                    raise _Failed(f"{exc} (gave up after {attempt} attempts)") from exc
+                delay = exc.delay if exc.delay is not None else job.settings.backoff * 2 ** (attempt - 1)
+                job.log(f"{job.entry.id}: {url}: {exc}; retry {attempt}/{retries - 1} in {min(delay, MAX_WAIT):.2f}s")
+                time.sleep(min(delay, MAX_WAIT))
+            except HashMismatchError:
+                if not resumed or attempt == retries:
+                    raise
+                # The kept prefix may be what was wrong (it can come from another source or run).
+                job.log(f"{job.entry.id}: resumed bytes did not verify; downloading {url} from the start")
+
+
+def _session() -> requests.Session:
+    import requests
+
+    session = requests.Session()
+    session.max_redirects = MAX_REDIRECTS  # a redirect loop fails fast and the next source is tried
+    return session
+
+
+def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[str, str]) -> None:
+    """One GET: resume or restart the partial, stream it to disk, verify and publish."""
+    offset = _resumable_size(job)
+    if offset == job.file.size:
+        return _verify_and_publish(job, url, _sha256_prefix(job.partial, offset), offset)
+    if offset:
+        headers = {**headers, "Range": f"bytes={offset}-"}
+    with session.get(url, headers=headers, stream=True, timeout=job.settings.timeout, allow_redirects=True) as resp:
+        offset = _accept(job, resp, offset)
+        hasher = _sha256_prefix(job.partial, offset)  # read the kept prefix once, before appending
+        got = _write_body(job, resp, hasher, offset)
+    return _verify_and_publish(job, url, hasher, got)
+
+
+def _resumable_size(job: _Job) -> int:
+    """How many bytes of the partial can be kept (0: none, or it is longer than the file)."""
+    try:
+        size = job.partial.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size > job.file.size:
+        job.partial.unlink()
+        return 0
+    return size
+
+
+def _accept(job: _Job, resp: requests.Response, offset: int) -> int:
+    """Check the response status; return the offset its body starts at (0: restart)."""
+    status = resp.status_code
+    if status == 416:
+        job.partial.unlink(missing_ok=True)
+        raise _Retry(f"HTTP 416: cannot resume at byte {offset}; restarting from 0", delay=0.0)
+    if status == 429 or status >= 500:
+        raise _Retry(f"HTTP {status} {resp.reason}", delay=_retry_after(resp.headers.get("Retry-After")))
+    if status not in (200, 206):
+        code = resp.headers.get("X-Error-Code")
+        raise _Failed(f"HTTP {status} {resp.reason}" + (f" ({code})" if code else ""))
+    if status == 206:
+        content_range = resp.headers.get("Content-Range", "")
+        if _range_start(content_range) != offset:
+            job.partial.unlink(missing_ok=True)
+            raise _Retry(f"asked for bytes={offset}-, got Content-Range {content_range!r}; restarting", delay=0.0)
+        return offset
+    if offset:
+        job.log(f"{job.entry.id}: {resp.url} ignored the Range request; downloading from byte 0")
+    return 0
+
+
+def _range_start(content_range: str) -> int | None:
+    """The first byte of a `Content-Range: bytes START-END/TOTAL` header."""
+    unit, _, spec = content_range.strip().partition(" ")
+    start = spec.partition("-")[0]
+    return int(start) if unit == "bytes" and start.isdigit() else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header; None (use backoff) for dates or nonsense."""
+    try:
+        return min(max(float(value), 0.0), MAX_WAIT) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int) -> int:
+    """Append the body to the partial, hashing as it goes; return the bytes seen.
+
+    Stops at the first chunk that would pass the expected size, without writing it.
+    """
+    from tqdm import tqdm
+
+    got, size = offset, job.file.size
+    bar = tqdm(total=size, initial=offset, desc=job.file.name, unit="B", unit_scale=True, unit_divisor=1024,
+               mininterval=0.5, file=sys.stderr, disable=not job.progress, leave=False)
+    with open(job.partial, "ab" if offset else "wb") as out, bar:
+        for chunk in resp.iter_content(CHUNK_SIZE):
+            hasher.update(chunk)
+            got += len(chunk)
+            if got > size:
+                break
+            out.write(chunk)
+            bar.update(len(chunk))
+        if got == size:
+            out.flush()
+            os.fsync(out.fileno())
+    return got
+
+
+def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:
+    """Move the partial to its blob path if it verifies; otherwise delete it and raise."""
+    if got < job.file.size:
+        raise _Retry(f"connection closed after {got} of {job.file.size} bytes")
+    sha256 = hasher.hexdigest()
+    if got != job.file.size or sha256 != job.file.sha256:
+        job.partial.unlink(missing_ok=True)
+        raise HashMismatchError(job.entry.id, url, expected_sha256=job.file.sha256, got_sha256=sha256,
+                                expected_size=job.file.size, got_size=got)
+    os.replace(job.partial, job.blob)
+
+
+def _sha256_prefix(path: Path, size: int) -> Any:
+    """A sha256 object fed with the first `size` bytes of `path`."""
+    hasher = hashlib.sha256()
+    if size:
+        with open(path, "rb") as f:
+            while chunk := f.read(min(CHUNK_SIZE, size)):
+                hasher.update(chunk)
+                size -= len(chunk)
+    return hasher
+
+
+def _copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
+    """Copy `src` to `dst` in chunks; return the sha256 and size of what was copied."""
+    hasher, size = hashlib.sha256(), 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(CHUNK_SIZE):
+            hasher.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return hasher.hexdigest(), size
+
+
+def _env_number(name: str, default: float | None) -> Any:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ZooError(f"{name} must be a number of seconds or a count >= 0, got {raw!r}", hint=f"unset {name}")
+    return value
+
+
+def _describe(exc: Exception) -> str:
+    first = exc.args[0] if exc.args else ""  # requests errors repeat their cause in args[1]
+    return f"{type(exc).__name__}: {first}"
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"zoo: {message}", file=sys.stderr)

@@ -1,0 +1,295 @@
+"""Execution providers and sessions: choose, build, and report what ORT really uses.
+
+onnxruntime silently falls back to CPU when a requested provider cannot run
+(missing libraries, no device, a selection policy finding no GPU). zoo compares
+what was asked for with `session.get_providers()` after the session exists,
+warns on stderr, and errors under `strict`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ProviderError, ZooError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+# Best first. CPU is always last and always present.
+PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "QNNExecutionProvider",
+    "DnnlExecutionProvider",
+    "ACLExecutionProvider",
+    "XnnpackExecutionProvider",
+    "CPUExecutionProvider",
+)
+SHORT_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider", "migraphx": "MIGraphXExecutionProvider", "rocm": "ROCMExecutionProvider",
+    "dml": "DmlExecutionProvider", "directml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider", "qnn": "QNNExecutionProvider", "dnnl": "DnnlExecutionProvider",
+    "acl": "ACLExecutionProvider", "xnnpack": "XnnpackExecutionProvider", "cpu": "CPUExecutionProvider",
+}
+CPU = "CPUExecutionProvider"
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def canonical(name: str) -> str:
+    """`cuda`, `CUDA`, `CUDAExecutionProvider` -> `CUDAExecutionProvider`."""
+    key = name.strip()
+    short = SHORT_NAMES.get(key.lower()) or SHORT_NAMES.get(key.lower().removesuffix("executionprovider"))
+    if short:
+        return short
+    for known in PREFERENCE:
+        if known.lower() == key.lower():
+            return known
+    return key
+
+
+def parse_providers(spec: str | Sequence[str] | None) -> list[str] | None:
+    """Requested providers from an argument, else ZOO_PROVIDERS (comma-separated), else None (auto)."""
+    if spec is None:
+        spec = os.environ.get("ZOO_PROVIDERS") or None
+    if spec is None:
+        return None
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = [canonical(p) for p in items if p.strip()]
+    return out or None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlan:
+    """What to ask onnxruntime for, decided before the session exists."""
+
+    requested: tuple[str, ...] | None
+    chosen: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def select_providers(requested: Sequence[str] | None, available: Sequence[str]) -> ProviderPlan:
+    """Pure choice: the requested providers that exist (CPU appended), or the best available."""
+    avail = [p for p in available if p != "AzureExecutionProvider"]
+    if requested is None:
+        ranked = [p for p in PREFERENCE if p in avail]
+        ranked += [p for p in avail if p not in ranked and p != CPU]
+        chosen = [p for p in ranked if p != CPU] + [CPU]
+        return ProviderPlan(None, tuple(chosen), ())
+    requested = [canonical(p) for p in requested]
+    chosen = [p for p in requested if p in avail]
+    missing = [p for p in requested if p not in avail]
+    if CPU not in chosen:
+        chosen.append(CPU)
+    return ProviderPlan(tuple(requested), tuple(dict.fromkeys(chosen)), tuple(missing))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReport:
+    """After the session: what was asked, what ORT uses, and whether it fell back."""
+
+    requested: tuple[str, ...] | None
+    used: tuple[str, ...]
+    fell_back: tuple[str, ...]
+
+    @property
+    def primary(self) -> str:
+        return self.used[0] if self.used else CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requested": None if self.requested is None else list(self.requested), "used": list(self.used),
+                "primary": self.primary, "fell_back": list(self.fell_back)}
+
+
+def report(plan: ProviderPlan, used: Sequence[str]) -> ProviderReport:
+    """Compare the plan with `session.get_providers()`: which requested providers are not in use."""
+    asked = plan.requested if plan.requested is not None else plan.chosen
+    fell = tuple(p for p in asked if p != CPU and p not in used)
+    return ProviderReport(plan.requested, tuple(used), fell)
+
+
+def policy_report(policy: str, used: Sequence[str]) -> ProviderReport:
+    """A selection policy that prefers a GPU or NPU but lands on CPU only has fallen back."""
+    fell = (policy,) if policy in ("PREFER_GPU", "PREFER_NPU") and tuple(used) == (CPU,) else ()
+    return ProviderReport((f"policy:{policy}",), tuple(used), fell)
+
+
+def check_report(rep: ProviderReport, *, strict: bool, warn: Any = None) -> None:
+    """Warn on stderr (or raise under strict) when a requested provider is not in use."""
+    if not rep.fell_back:
+        return
+    what = (f"requested execution provider(s) {', '.join(rep.fell_back)} not in use; "
+            f"onnxruntime is running on {', '.join(rep.used)}")
+    if strict:
+        raise ProviderError(what, hint="install the onnxruntime build for that device (e.g. onnxruntime-gpu), "
+                                       "check `zoo providers`, or drop --strict-provider to accept the fallback")
+    (warn or _stderr)(f"warning: {what}")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None) -> Any:
+    import onnxruntime as ort
+
+    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if optimization not in levels:
+        raise ZooError(f"unknown graph optimisation level {optimization!r}",
+                       hint=f"use one of {', '.join(OPTIMIZATION_LEVELS)}")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = levels[optimization]
+    so.log_severity_level = 3  # errors only: zoo reports fallbacks itself
+    if threads:
+        so.intra_op_num_threads = threads
+    if optimized_path is not None:
+        so.optimized_model_filepath = str(optimized_path)
+    return so
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """Everything that decides how a session is built (and keys its optimised-model cache)."""
+
+    providers: tuple[str, ...] | None = None
+    threads: int | None = None
+    optimization: str = "all"
+    strict: bool = False
+    policy: str | None = None  # a plugin-EP selection policy, e.g. "PREFER_GPU"
+
+
+def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | None = None,
+                   cache_key: str | None = None, warn: Any = None) -> tuple[onnxruntime.InferenceSession, ProviderReport]:
+    """Build an InferenceSession by `spec`, reusing a cached optimised model when one exists."""
+    import onnxruntime as ort
+
+    plan = select_providers(spec.providers, ort.get_available_providers())
+    cached, target = _optimized_paths(plan, spec, cache_dir, cache_key)
+    source = cached if cached is not None else model
+    level = "disable" if cached is not None else spec.optimization
+    so = session_options(threads=spec.threads, optimization=level, optimized_path=target)
+    if spec.policy:
+        so.set_provider_selection_policy(getattr(ort.OrtExecutionProviderDevicePolicy, spec.policy))
+        kwargs: dict[str, Any] = {}
+    else:
+        kwargs = {"providers": list(plan.chosen)}
+    try:
+        session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, so, **kwargs)
+    except Exception as exc:
+        if cached is not None:  # a stale or foreign optimised file: drop it and build from the model
+            cached.unlink(missing_ok=True)
+            return create_session(model, spec, cache_dir=None, warn=warn)
+        raise _load_error(model, exc) from None
+    if target is not None and target.exists():
+        os.replace(target, target.with_name(target.name.split("-", 2)[2]))
+    rep = report(plan, session.get_providers()) if not spec.policy else policy_report(spec.policy,
+                                                                                     session.get_providers())
+    check_report(rep, strict=spec.strict, warn=warn)
+    return session, rep
+
+
+def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | None,
+                     cache_key: str | None) -> tuple[Path | None, Path | None]:
+    """(existing optimised model, where to write a new one). Only plain CPU sessions are cached:
+    other providers compile device-specific graphs that are not portable files."""
+    if cache_dir is None or cache_key is None or plan.chosen != (CPU,) or spec.policy:
+        return None, None
+    if spec.optimization in ("disable", "basic"):
+        return None, None
+    import onnxruntime as ort
+
+    final = cache_dir / f"{cache_key}.cpu.{spec.optimization}.ort{ort.__version__}.onnx"
+    if final.is_file():
+        return final, None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # ORT picks the file format by extension, so the temp name must still end in .onnx.
+    return None, final.with_name(f"tmp-{os.getpid()}-{final.name}")
+
+
+def _load_error(model: Path | bytes, exc: Exception) -> ZooError:
+    name = str(model) if isinstance(model, Path) else "<model bytes>"
+    return ZooError(f"onnxruntime cannot load {name}: {str(exc).strip().splitlines()[0][:300]}",
+                    hint="check the file is an ONNX model (`zoo cache verify`) and that this onnxruntime "
+                         "supports its opset")
+
+
+def available() -> list[dict[str, Any]]:
+    """Available providers in zoo's preference order, with the devices ORT reports."""
+    import onnxruntime as ort
+
+    plan = select_providers(None, ort.get_available_providers())
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for d in getattr(ort, "get_ep_devices", lambda: [])():
+        devices.setdefault(d.ep_name, []).append(
+            {"type": str(d.device.type).rsplit(".", 1)[-1], "vendor": d.device.vendor, "ep_vendor": d.ep_vendor})
+    return [{"name": p, "rank": i + 1, "devices": devices.get(p, [])} for i, p in enumerate(plan.chosen)]
+
+
+def register_plugin_libraries(spec: str | None = None) -> list[str]:
+    """Register plugin EP libraries from `name=path` pairs (default: ZOO_EP_LIBRARIES)."""
+    import onnxruntime as ort
+
+    spec = spec if spec is not None else os.environ.get("ZOO_EP_LIBRARIES", "")
+    names = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, path = item.partition("=")
+        if not path:
+            raise ZooError(f"bad plugin EP entry {item!r}", hint="use NAME=/path/to/library.so[,NAME2=...]")
+        ort.register_execution_provider_library(name, path)
+        names.append(name)
+    return names
+
+
+_ORT_TO_NUMPY = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int16)": "int16", "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8", "tensor(uint16)": "uint16", "tensor(bool)": "bool", "tensor(string)": "object",
+}
+
+
+def numpy_dtype(ort_type: str) -> str | None:
+    """`tensor(float)` -> `float32` (None for sequences and maps)."""
+    return _ORT_TO_NUMPY.get(ort_type)
+
+
+def check_feeds(session: Any, feeds: dict[str, Any]) -> None:
+    """Refuse feeds that do not match the graph inputs, naming what is expected."""
+    from zoo.errors import InputError
+
+    expected = {i.name: i for i in session.get_inputs()}
+    missing = [n for n in expected if n not in feeds]
+    unknown = [n for n in feeds if n not in expected]
+    if missing or unknown:
+        raise InputError(f"inputs do not match the model: missing {missing or 'none'}, unknown {unknown or 'none'}",
+                         expected=[f"{i.name} {i.type} {i.shape}" for i in expected.values()])
+    for name, value in feeds.items():
+        meta = expected[name]
+        want = numpy_dtype(meta.type)
+        shape = getattr(value, "shape", None)
+        if want is not None and str(getattr(value, "dtype", "")) != want:
+            raise InputError(f"input {name!r} has dtype {getattr(value, 'dtype', type(value).__name__)}, "
+                             f"the model expects {want} ({meta.type})", expected=[f"{name} {want} {meta.shape}"])
+        if shape is not None and not _shape_fits(tuple(shape), meta.shape):
+            raise InputError(f"input {name!r} has shape {list(shape)}, the model expects {meta.shape}",
+                             expected=[f"{name} {want} {meta.shape}"])
+
+
+def _shape_fits(shape: tuple[int, ...], declared: Sequence[Any]) -> bool:
+    if not declared:  # scalar or unknown rank
+        return True
+    if len(shape) != len(declared):
+        return False
+    return all(not isinstance(d, int) or d <= 0 or d == s for s, d in zip(shape, declared))

@@ -164,8 +164,10 @@ class Model:
         """Answer for one input (image path, PIL image, array) or a list of them."""
         from zoo import predict as engine
 
-        many = isinstance(x, list)
-        results = engine.predict(self, x if many else [x], topk=topk, score_threshold=score_threshold)
+        # A 2-D table fed to a tabular model is many rows: one answer per row.
+        many = isinstance(x, list) or (self._is_tabular() and getattr(x, "ndim", 1) == 2)
+        items = list(x) if many and not isinstance(x, list) else (x if many else [x])
+        results = engine.predict(self, items, topk=topk, score_threshold=score_threshold)
         return results if many else results[0]
 
     def _is_tabular(self) -> bool:
@@ -212,12 +214,20 @@ def preprocess_names() -> list[str]:
 
 def load(name_or_path: str | Path, *, opset: int | None = None, providers: str | Sequence[str] | None = None,
          recipe: Any = None, labels: str | Sequence[str] | None = None, threads: int | None = None,
-         strict_provider: bool = False, optimization: str = "all", progress: bool | None = None) -> Model:
-    """Load a zoo model by name (pulled if not cached) or a local .onnx file, ready to predict."""
+         strict_provider: bool = False, optimization: str | None = None, progress: bool | None = None) -> Model:
+    """Load a zoo model by name (pulled if not cached) or a local .onnx file, ready to predict.
+
+    `optimization` defaults to "all", except for QDQ models: their graphs define
+    fake-quantized float numerics, and ORT's extended fusions swap in integer kernels
+    that round differently (shufflenet-v2-12-qdq then calls a banana a hotdog), so
+    they get "basic" unless asked otherwise.
+    """
     from zoo import labels as label_sets
     from zoo import preprocess, runtime
 
     entry, path = _locate(name_or_path, opset, progress)
+    if optimization is None:
+        optimization = "basic" if entry is not None and entry.variant == "qdq" else "all"
     spec = runtime.SessionSpec(providers=_tuple(runtime.parse_providers(providers)), threads=threads,
                                optimization=optimization, strict=strict_provider)
     key = entry.sha256 if entry else _local_key(path)

@@ -205,7 +205,8 @@ def _download_any(job: _Job, sources: Sequence[Source]) -> str:
             _download_from(job, source, url)
             return url
         except HashMismatchError as exc:
-            last, why = exc, f"wrong bytes: sha256 {exc.got_sha256} ({exc.got_size} bytes)"
+            last, why = exc, (f"wrong bytes: expected sha256 {exc.expected_sha256} ({exc.expected_size} bytes), "
+                              f"got sha256 {exc.got_sha256} ({exc.got_size} bytes); bad bytes deleted")
         except _Failed as exc:
             last, why = exc, str(exc)
         failures.append((url, why))
@@ -403,9 +404,19 @@ def _env_number(name: str, default: float | None) -> Any:
     return value
 
 
+_CAUSES = (("refused", "connection refused"), ("Name or service not known", "host name not found"),
+           ("Temporary failure in name resolution", "host name not found"), ("timed out", "timed out"),
+           ("reset by peer", "connection reset"), ("RemoteDisconnected", "connection closed by the server"),
+           ("IncompleteRead", "connection closed mid-body"), ("Connection broken", "connection closed mid-body"))
+
+
 def _describe(exc: Exception) -> str:
-    first = exc.args[0] if exc.args else ""  # requests errors repeat their cause in args[1]
-    return f"{type(exc).__name__}: {first}"
+    """A short reason: requests/urllib3 messages nest the cause three levels deep."""
+    text = str(exc.args[0] if exc.args else exc)
+    for needle, short in _CAUSES:
+        if needle in text:
+            return f"{type(exc).__name__}: {short}"
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def _log_to_stderr(message: str) -> None:

@@ -76,16 +76,26 @@ def list_models(repo: str = DEFAULT_REPO, model: str | None = None, tags: list[s
     return [ModelInfo.from_entry(e) for e in entries]
 
 
+def _resolve(model: str, opset: int | None) -> ModelEntry:
+    """onnx.hub's rule first (hub name, case-insensitive, highest opset), then zoo's names."""
+    same = [e for e in api.list_models() if e.hub_name.lower() == model.lower()]
+    if opset is not None:
+        same = [e for e in same if e.opset == opset]
+    if same:
+        return max(same, key=lambda e: e.opset)
+    return api.resolve(model, opset)
+
+
 def get_model_info(model: str, repo: str = DEFAULT_REPO, opset: int | None = None) -> ModelInfo:
     """The one model a name means (highest opset unless `opset`)."""
     _check_repo(repo)
-    return ModelInfo.from_entry(api.resolve(model, opset))
+    return ModelInfo.from_entry(_resolve(model, opset))
 
 
 def _fetch(model: str, repo: str, opset: int | None, force_reload: bool, silent: bool,
            with_test_data: bool) -> tuple[ModelEntry, Path]:
     _check_repo(repo)
-    entry = api.resolve(model, opset)
+    entry = _resolve(model, opset)
     results = api.pull_entry(entry, with_test_data=with_test_data, force=force_reload,
                              progress=False if silent else None)
     return entry, results[0].path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +152,7 @@ def session_options(*, threads: int | None, optimization: str, optimized_path: P
                        hint=f"use one of {', '.join(OPTIMIZATION_LEVELS)}")
     so = ort.SessionOptions()
     so.graph_optimization_level = levels[optimization]
-    so.log_severity_level = 3  # errors only: zoo reports fallbacks itself
+    so.log_severity_level = 4  # fatal only: zoo reports load failures and fallbacks itself
     if threads:
         so.intra_op_num_threads = threads
     if optimized_path is not None:
@@ -192,6 +192,8 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
         if cached is not None:  # a stale or foreign optimised file: drop it and build from the model
             cached.unlink(missing_ok=True)
             return create_session(model, spec, cache_dir=None, warn=warn)
+        if plan.chosen != (CPU,) and not spec.policy:
+            return _cpu_after_failure(model, spec, plan, exc, warn)
         raise _load_error(model, exc) from None
     if target is not None and target.exists():
         os.replace(target, target.with_name(target.name.split("-", 2)[2]))
@@ -199,6 +201,26 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
                                                                                      session.get_providers())
     check_report(rep, strict=spec.strict, warn=warn)
     return session, rep
+
+
+def _cpu_after_failure(model: Path | bytes, spec: SessionSpec, plan: ProviderPlan, exc: Exception,
+                       warn: Any) -> tuple[Any, ProviderReport]:
+    """A provider that cannot compile the graph makes ORT raise, not fall back: retry on CPU, say so."""
+    reason = _first_line(exc)
+    failed = tuple(p for p in plan.chosen if p != CPU)
+    if spec.strict:
+        raise ProviderError(f"{', '.join(failed)} cannot run this model: {reason}",
+                            hint="drop --strict-provider to run it on CPU, or try another provider")
+    session, _ = create_session(model, replace(spec, providers=(CPU,)), warn=warn)
+    rep = ProviderReport(plan.requested, tuple(session.get_providers()), failed)
+    (warn or _stderr)(f"warning: {', '.join(failed)} failed to load the model ({reason}); running on CPU")
+    return session, rep
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "Unexpected" in ln or "not supported" in ln.lower() or "error" in ln.lower()]
+    return (useful or lines or [type(exc).__name__])[-1][:300]
 
 
 def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | None,
@@ -221,7 +243,7 @@ def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | No
 
 def _load_error(model: Path | bytes, exc: Exception) -> ZooError:
     name = str(model) if isinstance(model, Path) else "<model bytes>"
-    return ZooError(f"onnxruntime cannot load {name}: {str(exc).strip().splitlines()[0][:300]}",
+    return ZooError(f"onnxruntime cannot load {name}: {_first_line(exc)}",
                     hint="check the file is an ONNX model (`zoo cache verify`) and that this onnxruntime "
                          "supports its opset")
 

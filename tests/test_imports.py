@@ -32,6 +32,7 @@ def test_cli_does_not_import_heavy_modules(args: list[str]) -> None:
 
 
 def test_import_zoo_is_light() -> None:
-    code = f"import sys, zoo; print([m for m in {HEAVY!r} if m in sys.modules])"
+    code = (f"import sys, zoo; assert callable(zoo.load) and callable(zoo.pull) and zoo.Model; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,12 +6,13 @@ load only when a function needs them.
 
 from __future__ import annotations
 
-from zoo.api import ModelInfo, info, list_models, resolve, search
+from zoo.api import Model, ModelInfo, Prediction, info, list_models, load, pull, resolve, search
 from zoo.errors import (
     CacheError,
     DownloadError,
     HashMismatchError,
     ImageError,
+    InputError,
     ManifestError,
     NotCachedError,
     OpsetError,
@@ -27,16 +28,21 @@ __all__ = [
     "DownloadError",
     "HashMismatchError",
     "ImageError",
+    "InputError",
     "ManifestError",
+    "Model",
     "ModelInfo",
     "NotCachedError",
     "OpsetError",
+    "Prediction",
     "ProviderError",
     "UnknownModelError",
     "ZooError",
     "__version__",
     "info",
     "list_models",
+    "load",
+    "pull",
     "resolve",
     "search",
 ]

@@ -6,9 +6,14 @@
       models/<model_id>/<file>   readable view (hard link or symlink to a blob)
       partial/<sha256>.part      unverified bytes of an interrupted download
       locks/<sha256>.lock        per-blob lock
+      optimized/<key>.cpu.<level>.ort<version>.onnx   onnxruntime's optimised copies
 
 Only verified bytes ever reach blobs/ (they are published with os.replace), so
 a blob's presence means it was verified.
+
+zoo.cache_scan describes what is there (scan() -> CacheInfo) without hashing
+or deleting anything; zoo.cache_plan decides and performs deletions,
+re-verification and imports.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from zoo.errors import CacheError, ZooError
 from zoo.manifest import FileEntry, ModelEntry
@@ -149,3 +155,16 @@ def disk_errors(root: Path) -> Iterator[None]:
             f"cannot use the cache at {root}: {exc}",
             hint="free some space or fix permissions, or set ZOO_HOME to a writable directory",
         ) from exc
+
+
+_SCAN_NAMES = frozenset({"scan", "CacheInfo", "CachedFile", "PartialFile", "LooseFile", "OptimizedFile", "Kind"})
+
+
+def __getattr__(name: str) -> Any:
+    # scan() and its records live in zoo.cache_scan (which imports this module), to keep both modules small;
+    # cache.scan(...) and `from zoo.cache import CacheInfo` still work, loaded on first use.
+    if name in _SCAN_NAMES:
+        from zoo import cache_scan
+
+        return getattr(cache_scan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

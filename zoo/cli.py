@@ -359,3 +359,9 @@ def providers(as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="zoo")
+
+
+# The housekeeping group lives in its own module; imported last because it reuses the helpers above.
+from zoo.cli_cache import cache  # noqa: E402
+
+cli.add_command(cache)

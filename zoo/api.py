@@ -170,6 +170,27 @@ class Model:
         results = engine.predict(self, items, topk=topk, score_threshold=score_threshold)
         return results if many else results[0]
 
+    def check(self, test_data: str | Path | None = None) -> Any:
+        """Run the zoo's test sets (pulled with the model's test-data archive, or a folder) -> CheckReport."""
+        from zoo import check
+
+        sets = check.find_sets(self._test_data_folder(test_data))
+        if not sets:
+            raise check.no_sets_error(self._test_data_folder(test_data))
+        return check.run_sets(self.session, sets, model=self.name, provider=self.report.primary,
+                              variant=self.entry.variant if self.entry else None)
+
+    def _test_data_folder(self, test_data: str | Path | None) -> Path:
+        if test_data is not None:
+            return Path(test_data)
+        if self.entry is None or self.entry.test_data is None:
+            raise ZooError(f"{self.name} has no test-data archive in the index",
+                           hint="pass a folder with test_data_set_*/ (zoo check NAME --test-data DIR)")
+        folder = test_data_dir(self.entry)
+        if not folder.is_dir():
+            pull_entry(self.entry, with_test_data=True)
+        return folder
+
     def _is_tabular(self) -> bool:
         inputs = self.session.get_inputs()
         return self.recipe is None and len(inputs) == 1 and len(inputs[0].shape) == 2
@@ -277,3 +298,24 @@ def _fixed_hw(session: Any, recipe: Any) -> tuple[int, int] | None:
         return None
     h, w = (shape[1], shape[2]) if recipe.layout == "NHWC" else (shape[2], shape[3])
     return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def check_providers(name_or_path: str | Path, *, opset: int | None = None, test_data: str | Path | None = None,
+                    providers: Sequence[str] | None = None) -> list[Any]:
+    """Each provider (default: every available one but CPU) against CPU on the model's test inputs."""
+    import onnxruntime as ort
+
+    from zoo import check
+
+    reference = load(name_or_path, opset=opset, providers="cpu")
+    sets = check.find_sets(reference._test_data_folder(test_data))
+    wanted = providers or [p for p in ort.get_available_providers() if p not in ("CPUExecutionProvider",
+                                                                                   "AzureExecutionProvider")]
+    variant = reference.entry.variant if reference.entry else None
+    reports = []
+    for provider in wanted:
+        other = load(name_or_path, opset=opset, providers=[provider], strict_provider=True)
+        reports.append(check.against_provider(other.session, reference.session, sets, model=other.name,
+                                              provider=other.report.primary, reference_name="CPUExecutionProvider",
+                                              variant=variant))
+    return reports

@@ -17,7 +17,8 @@ from zoo.errors import EXIT_UNEXPECTED, ZooError
 
 EPILOG = """\b
 Exit codes: 0 ok; 1 unexpected error; 2 bad usage or bad input (unknown
-model, unreadable file, bad manifest); 3 download or integrity failure.
+model, unreadable file, bad manifest); 3 download or integrity failure;
+4 zoo check found outputs beyond tolerance.
 Set ZOO_DEBUG=1 (or pass --debug) to see tracebacks.
 """
 
@@ -334,6 +335,57 @@ def _save_all(results: list[Any], out: Path) -> None:
         target = render.save_path(out, result, many=len(results) > 1)
         render.annotated(result, images.open_image(result.input)).save(target)
         click.echo(f"saved {target}", err=True)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("names", nargs=-1, required=True)
+@opset_option
+@click.option("--provider", "providers", default=None, help="Run on this provider (default: the best available).")
+@click.option("--test-data", type=click.Path(path_type=Path), default=None,
+              help="A folder with test_data_set_*/ (default: the model's archive, pulled and extracted).")
+@click.option("--all-providers", is_flag=True, help="Compare every available provider with CPU instead.")
+@json_option
+@handle_errors
+def check(names: tuple[str, ...], opset: int | None, providers: str | None, test_data: Path | None,
+          all_providers: bool, as_json: bool) -> None:
+    """Run models on the zoo's own test sets and compare with the expected outputs.
+
+    Float models must match within rtol 1e-3 / atol 1e-4; int8 and QDQ models
+    must agree on top-1 and stay within 10% of the output range. Exits 4 when a
+    comparison fails.
+
+    \b
+    Examples:
+      zoo check mnist-8
+      zoo check mnist-8 --test-data ./mnist-8/
+      zoo check resnet50 --all-providers
+    """
+    from zoo.errors import EXIT_CHECK_FAILED
+
+    reports = []
+    for name in names:
+        if all_providers:
+            reports.extend(api.check_providers(name, opset=opset, test_data=test_data))
+        else:
+            reports.append(api.load(name, opset=opset, providers=providers).check(test_data))
+    if as_json:
+        _emit_json([r.to_dict() for r in reports])
+    else:
+        for report in reports:
+            _print_check(report)
+    if not reports:
+        click.echo("no provider other than CPU is available to compare", err=True)
+    if any(not r.passed for r in reports):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _print_check(report: Any) -> None:
+    verdict = "PASS" if report.passed else "FAIL"
+    click.echo(f"{report.model} on {report.provider} vs {report.against}: {verdict}")
+    rows = [[c.set, c.output, c.mode, "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.3g}",
+             "-" if c.top1_expected is None else f"{c.top1_expected}/{c.top1_got}", "pass" if c.passed else "FAIL"]
+            for c in report.checks]
+    click.echo(_table(rows, ["SET", "OUTPUT", "MODE", "MAX |DIFF|", "TOP1 EXP/GOT", "RESULT"]))
 
 
 @cli.command(epilog=EPILOG)

@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_DOWNLOAD = 3
+EXIT_CHECK_FAILED = 4  # zoo check: outputs differ from the expected ones beyond tolerance
 
 
 class ZooError(Exception):

@@ -1,0 +1,128 @@
+"""`zoo check` / Model.check against the zoo's own test sets."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, need
+from servers import MirrorServer
+
+import zoo.api as zoo
+from zoo import check, download
+from zoo.cli import cli
+from zoo.errors import EXIT_CHECK_FAILED
+from zoo.index import load_index
+
+TESTDATA = DATA / "testdata"
+
+
+def seed(*ids: str) -> None:
+    for model_id in ids:
+        entry = load_index().resolve(model_id).entry
+        download.import_file(entry, entry.file, need(DATA / "models" / entry.file.name))
+
+
+def run(*args: str, code: int = 0):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_mnist_8_passes_all_three_sets() -> None:
+    seed("mnist-8")
+    data = json.loads(run("check", "mnist-8", "--test-data", str(need(TESTDATA / "mnist-8")), "--json").stdout)
+    assert data[0]["passed"] is True and [c["set"] for c in data[0]["checks"]] == [
+        "test_data_set_0", "test_data_set_1", "test_data_set_2"]
+    assert all(c["mode"] == "allclose" and c["max_abs_diff"] < 0.01 for c in data[0]["checks"])
+    table = run("check", "mnist-8", "--test-data", str(TESTDATA / "mnist-8")).stdout
+    assert "mnist-8 on CPUExecutionProvider vs test data: PASS" in table and table.count("pass") == 3
+
+
+def test_int8_model_passes_by_top1() -> None:
+    seed("shufflenet-v2-12-int8")
+    report = zoo.load("shufflenet-v2-12-int8").check(need(TESTDATA / "shufflenet-v2-12-int8"))
+    assert report.passed and [c.mode for c in report.checks] == ["top1"]
+    assert report.checks[0].top1_expected == report.checks[0].top1_got
+
+
+def test_legacy_npz_sets_are_read() -> None:
+    seed("mnist-12")
+    report = zoo.load("mnist-12").check(need(TESTDATA / "mnist-legacy-npz"))
+    assert report.passed and [(c.mode, c.top1_expected) for c in report.checks] == [
+        ("labels", 5), ("labels", 0), ("labels", 4)]
+
+
+def test_wrong_model_for_the_data_fails_with_exit_4() -> None:
+    seed("mobilenetv2-12-int8")
+    result = run("check", "mobilenetv2-12-int8", "--test-data", str(need(TESTDATA / "shufflenet-v2-12-int8")),
+                 code=EXIT_CHECK_FAILED)
+    assert "FAIL" in result.stdout
+
+
+def test_swapped_expected_outputs_fail(tmp_path: Path) -> None:
+    seed("mnist-8")
+    src = need(TESTDATA / "mnist-8")
+    for i, j in ((0, 1), (1, 0)):
+        d = tmp_path / f"test_data_set_{i}"
+        d.mkdir()
+        shutil.copy(src / f"test_data_set_{i}" / "input_0.pb", d / "input_0.pb")
+        shutil.copy(src / f"test_data_set_{j}" / "output_0.pb", d / "output_0.pb")
+    report = zoo.load("mnist-8").check(tmp_path)
+    assert not report.passed and all(not c.passed for c in report.checks)
+
+
+def test_inputs_that_do_not_fit_exit_2_and_missing_outputs_explain() -> None:
+    seed("mnist-8")
+    result = run("check", "mnist-8", "--test-data", str(need(TESTDATA / "shufflenet-v2-12-int8")), code=2)
+    assert "shape" in result.stderr and "Input3" in result.stderr
+    result = run("check", "mnist-8", "--test-data", str(TESTDATA / "super-resolution-10"), code=2)
+    assert "no output_*.pb" in result.stderr
+
+
+def test_compare_modes() -> None:
+    exp = np.array([[0.1, 0.7, 0.2]], dtype=np.float32)
+    assert check.compare("s", "o", exp + 5e-5, exp, "allclose").passed
+    assert not check.compare("s", "o", exp + 1e-2, exp, "allclose").passed
+    assert check.compare("s", "o", exp + 0.05, exp, "top1").passed  # within 10% of the 0.6 range
+    assert not check.compare("s", "o", np.array([[0.8, 0.1, 0.1]]), exp, "top1").passed
+    assert not check.compare("s", "o", np.zeros(4), exp, "allclose").passed
+
+
+def archive_of(folder: Path, top: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(folder, arcname=top)
+    return buf.getvalue()
+
+
+def test_check_pulls_and_extracts_test_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: a model whose manifest names a test-data archive, served by a loopback mirror."""
+    model = need(DATA / "models" / "mnist-8.onnx").read_bytes()
+    tar = archive_of(need(TESTDATA / "mnist-8"), "mnist-8-copy")
+    doc = load_index().resolve("mnist-8").entry.to_dict() | {
+        "id": "mnist-8-copy", "aliases": [], "hub_name": "MNIST copy",
+        "file": {"path": "private/mnist-8-copy.onnx", "sha256": hashlib.sha256(model).hexdigest(),
+                 "size": len(model)},
+        "test_data": {"path": "private/mnist-8-copy.tar.gz", "sha256": hashlib.sha256(tar).hexdigest(),
+                      "size": len(tar)}}
+    (tmp_path / "m.json").write_text(json.dumps({"schema_version": 1, "family": "copy", "models": [doc]}))
+    monkeypatch.setenv("ZOO_MANIFESTS", str(tmp_path / "m.json"))
+    with MirrorServer({"private/mnist-8-copy.onnx": model, "private/mnist-8-copy.tar.gz": tar}) as server:
+        monkeypatch.setenv("ZOO_MIRROR", server.url)
+        data = json.loads(run("check", "mnist-8-copy", "--json").stdout)
+    assert data[0]["passed"] and len(data[0]["checks"]) == 3
+    assert (zoo.test_data_dir(load_index().resolve("mnist-8-copy").entry) / "mnist-8-copy").is_dir()
+
+
+def test_all_providers_with_only_cpu_says_so() -> None:
+    seed("mnist-8")
+    result = run("check", "mnist-8", "--all-providers", "--test-data", str(need(TESTDATA / "mnist-8")))
+    assert "no provider other than CPU" in result.stderr

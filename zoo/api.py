@@ -116,6 +116,9 @@ class Model:
                  recipe: Any, labels: tuple[str, ...] | None) -> None:
         self.path, self.entry, self.session, self.report = path, entry, session, report
         self.recipe, self.labels = recipe, labels
+        # Fetched once: ORT builds new NodeArg objects on every get_inputs()/get_outputs() call.
+        self._input_metas = tuple(session.get_inputs())
+        self._output_names = [o.name for o in session.get_outputs()]
 
     def __repr__(self) -> str:
         return f"<zoo.Model {self.name} on {self.report.primary}>"
@@ -135,7 +138,7 @@ class Model:
 
     @property
     def inputs(self) -> list[Any]:
-        return list(self.session.get_inputs())
+        return list(self._input_metas)
 
     @property
     def outputs(self) -> list[Any]:
@@ -149,9 +152,8 @@ class Model:
         """Run raw feeds (checked against the graph inputs); outputs by name."""
         from zoo import runtime
 
-        runtime.check_feeds(self.session, feeds)
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feeds)))
+        runtime.check_feeds(self.session, feeds, metas=self._input_metas)
+        return dict(zip(self._output_names, self.session.run(self._output_names, feeds)))
 
     def preprocess(self, image: Any) -> dict[str, Any]:
         """Feeds for one image (batch axis added where the model has one)."""
@@ -192,7 +194,7 @@ class Model:
         return folder
 
     def _is_tabular(self) -> bool:
-        inputs = self.session.get_inputs()
+        inputs = self._input_metas
         return self.recipe is None and len(inputs) == 1 and len(inputs[0].shape) == 2
 
     def _prepare(self, img: Any) -> Any:
@@ -205,7 +207,7 @@ class Model:
     def _feeds(self, prepared: list[Any]) -> dict[str, Any]:
         import numpy as np
 
-        first = self.session.get_inputs()[0].name
+        first = self._input_metas[0].name
         name = getattr(self.recipe, "input", None) or first
         batched = getattr(self.recipe, "has_batch_dim", True)
         tensor = np.stack([p.tensor for p in prepared]) if batched else prepared[0].tensor

@@ -389,6 +389,50 @@ def _print_check(report: Any) -> None:
 
 
 @cli.command(epilog=EPILOG)
+@click.argument("name")
+@opset_option
+@click.option("--provider", "providers", default=None, help="Execution provider(s), comma-separated, best first.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, help="Batch size where the model allows it.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (both sides).")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, help="Untimed runs first.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, help="Timed runs.")
+@json_option
+@handle_errors
+def bench(name: str, opset: int | None, providers: str | None, batch: int, threads: int | None, warmup: int,
+          runs: int, as_json: bool) -> None:
+    """Time a model through zoo and through raw onnxruntime on identical inputs.
+
+    Load time (cold and warm), latency p50/p90/p99, throughput and peak RSS;
+    each side runs in its own fresh process.
+
+    \b
+    Example:
+      zoo bench mobilenetv2-12-int8 --runs 100 --threads 2
+    """
+    from zoo import bench as engine
+    from zoo.runtime import parse_providers
+
+    path = Path(name) if name.endswith(".onnx") else api.pull(name, opset)
+    model = str(path) if name.endswith(".onnx") else api.resolve(name, opset).id
+    chosen = parse_providers(providers)
+    spec = engine.BenchSpec(model, str(path), None if chosen is None else tuple(chosen), batch, threads, warmup,
+                            runs)
+    result = engine.run(spec)
+    if as_json:
+        _emit_json(result)
+        return
+    rows = []
+    for key, label in (("load_cold_ms", "load, cold (ms)"), ("load_warm_ms", "load, warm (ms)"),
+                       ("p50_ms", "latency p50 (ms)"), ("p90_ms", "latency p90 (ms)"), ("p99_ms", "latency p99 (ms)"),
+                       ("throughput", "throughput (items/s)"), ("peak_rss_mb", "peak RSS (MB)")):
+        ratio = result["ratio"][key]
+        rows.append([label, f"{result['zoo'][key]:.2f}", f"{result['raw_onnxruntime'][key]:.2f}",
+                     "-" if ratio is None else f"{ratio:.2f}"])
+    click.echo(f"{model}: batch {batch}, {runs} runs after {warmup} warm-up, on {result['zoo']['provider']}")
+    click.echo(_table(rows, ["", "ZOO", "RAW ORT", "ZOO/RAW"]))
+
+
+@cli.command(epilog=EPILOG)
 @json_option
 @handle_errors
 def providers(as_json: bool) -> None:

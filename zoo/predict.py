@@ -29,7 +29,7 @@ def max_batch(model: Model) -> int:
     """How many images one run may take: 1 when the batch axis is fixed or absent."""
     if not getattr(model.recipe, "has_batch_dim", True):
         return 1
-    dim = model.session.get_inputs()[0].shape[0]
+    dim = model._input_metas[0].shape[0]
     return 64 if not isinstance(dim, int) or dim <= 0 else dim
 
 
@@ -80,7 +80,7 @@ def _predict_tabular(model: Model, items: Sequence[Any]) -> list[Prediction]:
     from zoo import tabular
     from zoo.api import Prediction
 
-    meta = model.session.get_inputs()[0]
+    meta = model._input_metas[0]
     rows = []
     for item in items:
         arr = tabular.read_table(item) if isinstance(item, str) or hasattr(item, "__fspath__") else item

@@ -287,11 +287,15 @@ def numpy_dtype(ort_type: str) -> str | None:
     return _ORT_TO_NUMPY.get(ort_type)
 
 
-def check_feeds(session: Any, feeds: dict[str, Any]) -> None:
-    """Refuse feeds that do not match the graph inputs, naming what is expected."""
+def check_feeds(session: Any, feeds: dict[str, Any], *, metas: Sequence[Any] | None = None) -> None:
+    """Refuse feeds that do not match the graph inputs, naming what is expected.
+
+    Pass `metas` (session.get_inputs(), fetched once) on hot paths: ORT builds new
+    NodeArg objects on every get_inputs() call.
+    """
     from zoo.errors import InputError
 
-    expected = {i.name: i for i in session.get_inputs()}
+    expected = {i.name: i for i in (metas if metas is not None else session.get_inputs())}
     missing = [n for n in expected if n not in feeds]
     unknown = [n for n in feeds if n not in expected]
     if missing or unknown:

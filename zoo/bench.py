@@ -1,0 +1,140 @@
+"""`zoo bench`: load time, latency percentiles, throughput and peak RSS, zoo vs raw onnxruntime.
+
+Each side runs in its own fresh process (so cold loads are cold and peak RSS is
+its own), on identical random inputs generated from the graph's declared inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSpec:
+    """What to measure."""
+
+    model: str  # a zoo name or a local .onnx path
+    path: str  # the local file (resolved and pulled by the caller)
+    providers: tuple[str, ...] | None
+    batch: int = 1
+    threads: int | None = None
+    warmup: int = 5
+    runs: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """The figures of one side (zoo or raw onnxruntime)."""
+
+    name: str
+    provider: str
+    load_cold_ms: float
+    load_warm_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float  # items per second (batch * runs / total time)
+    peak_rss_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def random_feeds(session: Any, batch: int, seed: int) -> dict[str, Any]:
+    """Inputs that fit the graph: symbolic dims -> batch (first) or 1; floats in [0, 1), ints small."""
+    import numpy as np
+
+    from zoo.runtime import numpy_dtype
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for meta in session.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
+        dtype = numpy_dtype(meta.type) or "float32"
+        if dtype.startswith("float"):
+            feeds[meta.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            feeds[meta.name] = rng.integers(0, 2, shape).astype(dtype)
+    return feeds
+
+
+def _percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) * 1000.0
+
+
+def _timed_runs(run: Any, feeds: dict[str, Any], spec: BenchSpec) -> tuple[list[float], float]:
+    for _ in range(spec.warmup):
+        run(feeds)
+    times = []
+    start = time.perf_counter()
+    for _ in range(spec.runs):
+        t = time.perf_counter()
+        run(feeds)
+        times.append(time.perf_counter() - t)
+    return times, time.perf_counter() - start
+
+
+def measure(side: str, spec: BenchSpec) -> Side:
+    """Run one side in this process (called in a fresh child process).
+
+    onnxruntime and numpy are imported before the clock starts on both sides, so
+    "cold" is the first session of a process, not the import of its libraries.
+    """
+    import resource
+
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    if side == "zoo":
+        from zoo import api
+
+        def open_model() -> Any:
+            return api.load(spec.model, providers=spec.providers, threads=spec.threads)
+
+        def runner(m: Any) -> Any:
+            return m.run
+    else:
+        import onnxruntime as ort
+
+        def open_model() -> Any:
+            so = ort.SessionOptions()
+            if spec.threads:
+                so.intra_op_num_threads = spec.threads
+            providers = list(spec.providers) if spec.providers else ort.get_available_providers()
+            return ort.InferenceSession(spec.path, so, providers=providers)
+
+        def runner(s: Any) -> Any:
+            return lambda feeds: s.run(None, feeds)
+    t = time.perf_counter()
+    opened = open_model()
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    opened = open_model()
+    warm = time.perf_counter() - t
+    session = opened.session if side == "zoo" else opened
+    feeds = random_feeds(session, spec.batch, spec.seed)
+    times, total = _timed_runs(runner(opened), feeds, spec)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return Side(side, session.get_providers()[0], cold * 1000, warm * 1000, _percentile(times, 50),
+                _percentile(times, 90), _percentile(times, 99), spec.batch * spec.runs / total, rss_kb / 1024)
+
+
+def run(spec: BenchSpec) -> dict[str, Any]:
+    """Both sides, each in a fresh process; the ratio zoo/raw for each figure."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    sides = {}
+    for side in ("raw", "zoo"):
+        with ctx.Pool(1) as pool:
+            sides[side] = pool.apply(measure, (side, spec))
+    zoo_side, raw = sides["zoo"], sides["raw"]
+    ratios = {k: (getattr(zoo_side, k) / getattr(raw, k) if getattr(raw, k) else None)
+              for k in ("load_cold_ms", "load_warm_ms", "p50_ms", "p90_ms", "p99_ms", "throughput", "peak_rss_mb")}
+    return {"model": spec.model, "batch": spec.batch, "runs": spec.runs, "warmup": spec.warmup,
+            "threads": spec.threads, "zoo": zoo_side.to_dict(), "raw_onnxruntime": raw.to_dict(), "ratio": ratios}

@@ -105,7 +105,9 @@ def measure(side: str, spec: BenchSpec) -> Side:
             so = ort.SessionOptions()
             if spec.threads:
                 so.intra_op_num_threads = spec.threads
-            providers = list(spec.providers) if spec.providers else ort.get_available_providers()
+            from zoo.runtime import select_providers
+
+            providers = list(select_providers(spec.providers, ort.get_available_providers()).chosen)
             return ort.InferenceSession(spec.path, so, providers=providers)
 
         def runner(s: Any) -> Any:

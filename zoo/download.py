@@ -334,25 +334,75 @@ def _retry_after(value: str | None) -> float | None:
 def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int) -> int:
     """Append the body to the partial, hashing as it goes; return the bytes seen.
 
-    Stops at the first chunk that would pass the expected size, without writing it.
+    The socket is read here while a second thread hashes and writes (hashlib and
+    file writes release the GIL), so sha256 costs overlap the network instead of
+    adding to it. Stops at the first chunk that would pass the expected size.
     """
     from tqdm import tqdm
 
     got, size = offset, job.file.size
     bar = tqdm(total=size, initial=offset, desc=job.file.name, unit="B", unit_scale=True, unit_divisor=1024,
                mininterval=0.5, file=sys.stderr, disable=not job.progress, leave=False)
-    with open(job.partial, "ab" if offset else "wb") as out, bar:
+    with open(job.partial, "ab" if offset else "wb") as out, bar, _HashWriter(hasher, out) as sink:
         for chunk in resp.iter_content(CHUNK_SIZE):
-            hasher.update(chunk)
             got += len(chunk)
             if got > size:
+                sink.hash_only(chunk)
                 break
-            out.write(chunk)
+            sink.put(chunk)
             bar.update(len(chunk))
+        sink.drain()
         if got == size:
             out.flush()
             os.fsync(out.fileno())
     return got
+
+
+class _HashWriter:
+    """A worker thread that hashes and writes chunks in order; errors surface in the caller."""
+
+    def __init__(self, hasher: Any, out: Any) -> None:
+        import queue
+        import threading
+
+        self.hasher, self.out = hasher, out
+        self.queue: queue.Queue[tuple[bytes, bool] | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="zoo-hash-write", daemon=True)
+
+    def __enter__(self) -> _HashWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drain()
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.hasher.update(item[0])
+                    if item[1]:
+                        self.out.write(item[0])
+                except BaseException as err:  # re-raised in the reading thread by drain()
+                    self.error = err
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((chunk, True))
+
+    def hash_only(self, chunk: bytes) -> None:
+        self.queue.put((chunk, False))
+
+    def drain(self) -> None:
+        """Wait until every chunk is hashed and written; raise the worker's error, if any."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:

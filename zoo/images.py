@@ -61,8 +61,11 @@ def open_image(source: Any) -> Image.Image:
 
 
 def _apply_exif(img: Image.Image) -> Image.Image:
+    """Rotate/flip by the EXIF orientation tag; untouched (no copy) when there is none."""
     from PIL import ImageOps
 
+    if img.getexif().get(0x0112, 1) == 1:  # most photos: no rotation, so skip exif_transpose's full copy
+        return img
     return ImageOps.exif_transpose(img) or img
 
 

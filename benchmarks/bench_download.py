@@ -1,0 +1,172 @@
+"""Download throughput: zoo.download.fetch vs curl vs huggingface_hub.hf_hub_download, over loopback.
+
+One file of random bytes is generated once and served by benchmarks/_server.py
+(sendfile, Range) from a thread of this process: sendfile releases the GIL, and
+a server in a separate process gave the same figures. Each client writes into a
+fresh directory per run, after an untimed os.sync(); the median MB/s
+(1 MB = 10**6 bytes) of the runs is reported, with every run in the notes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (INFO, Config, Row, Target, compare, in_turn, mb_per_s, median, paired_ratio,
+                                ratio_at_least, scratch, timed)
+from benchmarks._server import FileServer
+
+NAME = "download"
+MIB = 1024 * 1024
+REPO_ID = "bench/random"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One served file: where it is, what it is, and its URLs."""
+
+    filename: str
+    sha256: str
+    size: int
+    mirror_url: str
+    entry: Any
+
+
+def run(cfg: Config) -> list[Row]:
+    size = cfg.pick(300 * MIB, 20 * MIB)
+    runs = cfg.pick(3, 1)
+    with scratch("download") as work, FileServer() as server:
+        payload = _serve(server, work, "random.bin", size)
+        clients = {"zoo": _zoo, "curl": _curl, "hf": functools.partial(_hf, server.url)}
+        # An untimed round first: imports and one-time setup (huggingface_hub's agent-registry lookup)
+        # are not throughput.
+        _measure(clients, payload, 1, work)
+        results = _measure(clients, payload, runs, work)
+    return _rows(results, size, runs)
+
+
+def _serve(server: FileServer, work: Path, filename: str, size: int) -> Payload:
+    """Write `size` random bytes and serve them as a mirror file and a Hugging Face file."""
+    path, hasher = work / filename, hashlib.sha256()
+    with open(path, "wb") as f:
+        for at in range(0, size, 16 * MIB):
+            chunk = os.urandom(min(16 * MIB, size - at))
+            hasher.update(chunk)
+            f.write(chunk)
+    sha256 = hasher.hexdigest()
+    url = server.add(f"mirror/{filename}", path)
+    server.add_hub_file(REPO_ID, filename, path, sha256)
+    return Payload(filename, sha256, size, url, _entry(filename, sha256, size))
+
+
+def _entry(filename: str, sha256: str, size: int) -> Any:
+    """A made-up ModelEntry for a served file (only id, task, opset and file are required)."""
+    from zoo.manifest import ModelEntry
+
+    model_id = f"bench-{filename.split('.')[0]}"
+    data = {"id": model_id, "task": "benchmark", "opset": 1,
+            "file": {"path": f"bench/{filename}", "sha256": sha256, "size": size}}
+    return ModelEntry.from_dict(data, source="benchmarks", family="bench", where=model_id)
+
+
+def _zoo(payload: Payload, out: Path) -> Path:
+    from zoo import download
+    from zoo.sources import Source
+
+    entry = payload.entry
+    result = download.fetch(entry, entry.file, root=out, sources=[Source("mirror", payload.mirror_url)],
+                            progress=False, log=lambda message: None)
+    if not result.downloaded:
+        raise RuntimeError(f"zoo did not download (source {result.source})")
+    return result.path
+
+
+def _curl(payload: Payload, out: Path) -> Path | None:
+    curl = shutil.which("curl")
+    if curl is None:
+        return None
+    target = out / payload.filename
+    subprocess.run([curl, "-s", "-o", str(target), payload.mirror_url], check=True)
+    return target
+
+
+def _hf(endpoint: str, payload: Payload, out: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(REPO_ID, payload.filename, cache_dir=out, endpoint=endpoint))
+
+
+@dataclass
+class Results:
+    """MB/s per client and run; clients without figures, and why ("not installed" or the error)."""
+
+    rates: dict[str, list[float]]
+    missing: dict[str, str]
+
+
+def _measure(clients: dict[str, Any], payload: Payload, runs: int, work: Path) -> Results:
+    """Run every client `runs` times, taking turns; a failing client is dropped, not the benchmark."""
+    res = Results({name: [] for name in clients}, {})
+    for n in range(runs):
+        for name in in_turn(list(clients), n):
+            if name in res.missing:
+                continue
+            out = work / f"run-{n}-{name}"
+            out.mkdir()
+            os.sync()  # untimed: write back the previous client's dirty pages so they do not slow this one
+            try:
+                seconds, path = timed(functools.partial(clients[name], payload, out))
+                if path is None:
+                    res.missing[name] = "not installed"
+                else:
+                    _check_size(name, Path(path), payload.size)
+                    res.rates[name].append(payload.size / 1e6 / seconds)
+            except Exception as exc:  # noqa: BLE001 - reported in this client's row
+                res.missing[name] = f"{type(exc).__name__}: {exc}"
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def _check_size(name: str, path: Path, size: int) -> None:
+    got = path.stat().st_size
+    if got != size:
+        raise RuntimeError(f"{name} wrote {got} bytes, expected {size}")
+
+
+def _rows(res: Results, size: int, runs: int) -> list[Row]:
+    if "zoo" in res.missing:
+        raise RuntimeError(f"zoo fetch failed: {res.missing['zoo']}")
+    mb, zoo = f"{size / MIB:.0f} MiB", res.rates["zoo"]
+    how = (f"median of {runs}; zoo hashes sha256 while streaming, fsyncs, then publishes (os.replace + link); "
+           f"runs MB/s: {_runs(res)}")
+    curl = res.rates["curl"]
+    best = f"; best-of ratio {max(zoo) / max(curl):.2f}" if curl else ""
+    return [
+        _row(res, "curl", f"download {mb}: zoo fetch vs curl", ratio_at_least(0.9),
+             f"{how}{best}; curl neither hashes nor fsyncs, and pays its process start"),
+        _row(res, "hf", f"download {mb}: zoo fetch vs hf_hub_download", INFO,
+             f"{how}; hf_hub_download: HEAD + GET, no sha256 check, no fsync"),
+    ]
+
+
+def _row(res: Results, baseline: str, name: str, target: Target, notes: str) -> Row:
+    why = res.missing.get(baseline)
+    if why is not None and why != "not installed":
+        return Row.error(name, RuntimeError(f"{baseline}: {why}"))
+    zoo, base = res.rates["zoo"], res.rates[baseline]
+    return compare(name, median(zoo), median(base) if base else None, mb_per_s, target,
+                   notes + (f"; {baseline} not installed" if why else ""),
+                   ratio=paired_ratio(zoo, base) if base else None)
+
+
+def _runs(res: Results) -> str:
+    """`zoo 512, 530; curl 601, 640; ...`: every run, for the notes."""
+    return "; ".join(f"{name} " + (", ".join(f"{x:.0f}" for x in r) if r else res.missing.get(name, "—"))
+                     for name, r in res.rates.items())

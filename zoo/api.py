@@ -172,6 +172,18 @@ class Model:
         results = engine.predict(self, items, topk=topk, score_threshold=score_threshold)
         return results if many else results[0]
 
+    def predict_iter(self, items: Any, *, batch_size: int = 16, workers: int | None = None,
+                     topk: int | None = None, score_threshold: float | None = None) -> Any:
+        """Predictions (or batch.Failure rows) for many inputs, in input order, streaming.
+
+        Decoding runs in a thread pool while the model runs; only a few batches of
+        decoded images exist at a time.
+        """
+        from zoo import batch
+
+        return batch.predict_iter(self, items, batch_size=batch_size, workers=workers, topk=topk,
+                                  score_threshold=score_threshold)
+
     def check(self, test_data: str | Path | None = None) -> Any:
         """Run the zoo's test sets (pulled with the model's test-data archive, or a folder) -> CheckReport."""
         from zoo import check

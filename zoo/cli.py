@@ -70,6 +70,12 @@ def handle_errors(func: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors keep click's message and exit code (2)
+        except BrokenPipeError:
+            # stdout closed early (`zoo list | head`): stop quietly, as Unix tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # an unexpected failure is a bug: say so briefly
             if _debug():
                 raise
@@ -298,15 +304,26 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
 @click.option("--labels", "labels_file", default=None, help="Label set name or a file with one label per line.")
 @click.option("--save", "save", type=click.Path(path_type=Path), default=None,
               help="Write the annotated image, segmentation overlay or output image (a folder for several inputs).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar while a model downloads.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--recursive", "-r", is_flag=True, help="Look for images in sub-folders of folder inputs too.")
+@click.option("--glob", "pattern", default=None, help="Only files matching this pattern in folder inputs ('*.jpg').")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16,
+              help="Images per run where the model has a batch axis (folder runs).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Write one row per input to a .jsonl or .csv file, flushed as it goes.")
+@click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
 @json_option
 @handle_errors
 def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | None, score_threshold: float | None,
             providers: str | None, strict_provider: bool, threads: int | None, recipe: str | None,
-            labels_file: str | None, save: Path | None, quiet: bool, as_json: bool) -> None:
+            labels_file: str | None, save: Path | None, quiet: bool, recursive: bool, pattern: str | None,
+            batch_size: int, output: Path | None, resume: bool, as_json: bool) -> None:
     """Run MODEL on images (or .npy/.csv tables for tabular models).
 
     MODEL is a zoo name (pulled and verified if not cached) or a local .onnx file.
+    A folder input, or --output, streams: images are decoded in threads while the
+    model runs, unreadable files become error rows, and --resume continues an
+    interrupted run.
 
     \b
     Examples:
@@ -314,11 +331,16 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
       zoo predict ultraface crowd.jpg --save faces.png
       zoo predict mobilenetv2-12-int8 a.jpg b.jpg --json
       zoo predict my_model.onnx cat.jpg --recipe imagenet --labels imagenet1k
+      zoo predict shufflenet-v2-12-int8 photos/ -r -o results.jsonl --resume
     """
     from zoo import render
 
     loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file, threads=threads,
                       strict_provider=strict_provider, progress=False if quiet else None)
+    if output is not None or resume or any(Path(i).is_dir() for i in inputs):
+        _predict_stream(loaded, inputs, recursive=recursive, pattern=pattern, batch_size=batch_size, output=output,
+                        resume=resume, quiet=quiet, as_json=as_json, topk=topk, score_threshold=score_threshold)
+        return
     results = loaded.predict(list(inputs), topk=topk, score_threshold=score_threshold)
     if as_json:
         _emit_json([r.to_dict() for r in results])
@@ -326,6 +348,44 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
         click.echo("\n\n".join(render.text(r) for r in results))
     if save is not None:
         _save_all(results, save)
+
+
+def _predict_stream(loaded: Any, inputs: tuple[str, ...], *, recursive: bool, pattern: str | None,
+                    batch_size: int, output: Path | None, resume: bool, quiet: bool, as_json: bool,
+                    topk: int | None, score_threshold: float | None) -> None:
+    """Folder mode: stream rows to --output (or stdout), with a progress bar and a summary."""
+    import sys as _sys
+
+    from tqdm import tqdm
+
+    from zoo import batch, render
+
+    if resume and output is None:
+        raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
+    paths = batch.list_inputs(inputs, recursive=recursive, pattern=pattern)
+    done = batch.done_inputs(output) if resume and output is not None else set()
+    todo = [p for p in paths if p not in done]
+    writer = batch.ResultWriter(output, append=resume) if output is not None else None
+    failures = 0
+    bar = tqdm(total=len(todo), unit="img", desc=loaded.name, file=_sys.stderr, mininterval=0.5,
+               disable=quiet or not _sys.stderr.isatty())
+    try:
+        for result in loaded.predict_iter(todo, batch_size=batch_size, topk=topk, score_threshold=score_threshold):
+            failures += isinstance(result, batch.Failure)
+            if writer is not None:
+                writer.write(result)
+            elif as_json:
+                click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            else:
+                click.echo(render.text(result) if not isinstance(result, batch.Failure)
+                           else f"{result.input}  error: {result.error}")
+            bar.update(1)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    skipped = f", {len(paths) - len(todo)} already in {output}" if done else ""
+    click.echo(f"{len(todo) - failures} predicted, {failures} error rows{skipped}", err=True)
 
 
 def _save_all(results: list[Any], out: Path) -> None:

@@ -21,7 +21,7 @@ def predict(model: Model, items: Sequence[Any], *, topk: int | None, score_thres
         raise model._needs_recipe()
     out: list[Prediction] = []
     for group in _batches(model, [(item, model._prepare(images.open_image(item))) for item in items]):
-        out.extend(_run_batch(model, group, topk=topk, score_threshold=score_threshold))
+        out.extend(run_group(model, group, topk=topk, score_threshold=score_threshold))
     return out
 
 
@@ -46,8 +46,9 @@ def _batches(model: Model, prepared: list[tuple[Any, Any]]) -> Iterator[list[tup
         yield group
 
 
-def _run_batch(model: Model, group: list[tuple[Any, Any]], *, topk: int | None,
+def run_group(model: Model, group: list[tuple[Any, Any]], *, topk: int | None,
                score_threshold: float | None) -> list[Prediction]:
+    """Run one batch of (item, Prepared) pairs; one Prediction per item."""
     from zoo import postprocess
     from zoo.api import Prediction
     from zoo.images import describe

@@ -1,0 +1,145 @@
+"""Folder prediction: streaming, error rows, order, --resume after a kill, CSV/JSONL output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, need
+from PIL import Image
+
+import zoo.api as zoo
+from zoo import batch, download
+from zoo.cli import cli
+from zoo.index import load_index
+
+MODEL = "shufflenet-v2-12-int8"
+
+
+@pytest.fixture
+def seeded() -> None:
+    for model_id in (MODEL, "mobilenetv2-12-int8"):
+        entry = load_index().resolve(model_id).entry
+        download.import_file(entry, entry.file, need(DATA / "models" / entry.file.name))
+
+
+def make_images(folder: Path, count: int, *, corrupt_at: int | None = None) -> list[str]:
+    """`count` JPEGs made from the shared photos by cropping and resizing; one text file posing as an image."""
+    photos = [Image.open(p).convert("RGB") for p in sorted(need(DATA / "images").glob("*.jp*g"))]
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        path = folder / f"img_{i:04d}.jpg"
+        if i == corrupt_at:
+            path.write_text("not a picture")
+        else:
+            photo = photos[i % len(photos)]
+            w, h = photo.size
+            box = (i % 7, i % 5, w - (i % 11), h - (i % 3))
+            photo.crop(box).resize((200 + i % 50, 180 + i % 40)).save(path, quality=90)
+        names.append(str(path))
+    return names
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_folder_run_matches_single_predicts_and_survives_a_bad_file(seeded: None, tmp_path: Path) -> None:
+    names = make_images(tmp_path / "imgs", 24, corrupt_at=11)
+    out = tmp_path / "out.jsonl"
+    result = run("predict", MODEL, str(tmp_path / "imgs"), "-o", str(out), "--top-k", "1")
+    assert "23 predicted, 1 error rows" in result.stderr
+    got = rows(out)
+    assert [r["input"] for r in got] == names  # one row per input, in order
+    assert "error" in got[11] and names[11] in got[11]["error"]
+    model = zoo.load(MODEL)
+    singles = [model.predict(n, topk=1).predictions[0].index for i, n in enumerate(names) if i != 11]
+    assert [r["predictions"][0]["index"] for i, r in enumerate(got) if i != 11] == singles
+
+
+def test_predict_iter_batches_a_dynamic_model_in_order(seeded: None, tmp_path: Path) -> None:
+    names = make_images(tmp_path / "imgs", 10)
+    model = zoo.load("mobilenetv2-12-int8")
+    calls: list[int] = []
+    run_orig = model.run
+
+    def counting(feeds):
+        calls.append(len(next(iter(feeds.values()))))
+        return run_orig(feeds)
+
+    model.run = counting
+    results = list(model.predict_iter(names, batch_size=4, topk=1))
+    assert [r.input for r in results] == names
+    assert calls == [4, 4, 2]
+    assert [r.predictions[0].index for r in results] == [model.predict(n, topk=1).predictions[0].index
+                                                          for n in names]
+
+
+def test_csv_output_and_glob(seeded: None, tmp_path: Path) -> None:
+    make_images(tmp_path / "imgs", 5)
+    (tmp_path / "imgs" / "extra.png").write_bytes((tmp_path / "imgs" / "img_0000.jpg").read_bytes())
+    out = tmp_path / "out.csv"
+    run("predict", MODEL, str(tmp_path / "imgs"), "--glob", "*.jpg", "-o", str(out))
+    with open(out, newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 5 and all(r["top_label"] and float(r["top_score"]) > 0 for r in table)
+    assert json.loads(table[0]["predictions"])[0]["label"] == table[0]["top_label"]
+
+
+def test_resume_skips_done_rows_and_a_torn_line(seeded: None, tmp_path: Path) -> None:
+    names = make_images(tmp_path / "imgs", 8)
+    out = tmp_path / "out.jsonl"
+    run("predict", MODEL, *names[:3], "-o", str(out))
+    with open(out, "a") as handle:
+        handle.write('{"input": "' + names[3] + '", "mod')  # a run killed mid-write
+    result = run("predict", MODEL, str(tmp_path / "imgs"), "-o", str(out), "--resume")
+    assert "5 predicted, 0 error rows, 3 already in" in result.stderr
+    assert [r["input"] for r in rows(out)] == names
+
+
+def test_kill_then_resume_gives_exactly_one_row_per_input(seeded: None, tmp_path: Path, isolated_env: Path) -> None:
+    names = make_images(tmp_path / "imgs", 120)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "zoo", "predict", MODEL, str(tmp_path / "imgs"), "-o", str(out), "--quiet"]
+    env = {**os.environ, "ZOO_HOME": str(isolated_env)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    written = out.read_text().count("\n")
+    assert 10 <= written < len(names)
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    inputs = [r["input"] for r in rows(out)]
+    assert sorted(inputs) == names and len(inputs) == len(set(inputs))
+
+
+def test_list_inputs(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.jpg", "a/2.PNG", "a/notes.txt", "a/b/3.jpeg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert batch.list_inputs([tmp_path / "a"]) == [str(tmp_path / "a/1.jpg"), str(tmp_path / "a/2.PNG")]
+    assert len(batch.list_inputs([tmp_path / "a"], recursive=True)) == 3
+    assert batch.list_inputs([tmp_path / "a"], pattern="*.txt") == [str(tmp_path / "a/notes.txt")]
+
+
+def test_resume_needs_output(seeded: None, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["predict", MODEL, str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and "--resume needs --output" in result.output

@@ -176,14 +176,19 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
     """Build an InferenceSession by `spec`, reusing a cached optimised model when one exists."""
     import onnxruntime as ort
 
-    plan = select_providers(spec.providers, ort.get_available_providers())
+    _register_env_plugins()
+    plugin_devices = _plugin_devices(spec.providers)
+    plan = select_providers(spec.providers, [*ort.get_available_providers(), *{d.ep_name for d in plugin_devices}])
     cached, target = _optimized_paths(plan, spec, cache_dir, cache_key)
     source = cached if cached is not None else model
     level = "disable" if cached is not None else spec.optimization
     so = session_options(threads=spec.threads, optimization=level, optimized_path=target)
+    kwargs: dict[str, Any] = {}
     if spec.policy:
         so.set_provider_selection_policy(getattr(ort.OrtExecutionProviderDevicePolicy, spec.policy))
-        kwargs: dict[str, Any] = {}
+    elif plugin_devices:
+        # Plugin EPs are engaged per device, not through providers=.
+        so.add_provider_for_devices(plugin_devices, {})
     else:
         kwargs = {"providers": list(plan.chosen)}
     try:
@@ -258,6 +263,28 @@ def available() -> list[dict[str, Any]]:
         devices.setdefault(d.ep_name, []).append(
             {"type": str(d.device.type).rsplit(".", 1)[-1], "vendor": d.device.vendor, "ep_vendor": d.ep_vendor})
     return [{"name": p, "rank": i + 1, "devices": devices.get(p, [])} for i, p in enumerate(plan.chosen)]
+
+
+_REGISTERED: set[str] = set()
+
+
+def _register_env_plugins() -> None:
+    """Register the plugin EP libraries named in ZOO_EP_LIBRARIES (once per process)."""
+    spec = os.environ.get("ZOO_EP_LIBRARIES", "")
+    if spec and spec not in _REGISTERED:
+        register_plugin_libraries(spec)
+        _REGISTERED.add(spec)
+
+
+def _plugin_devices(requested: Sequence[str] | None) -> list[Any]:
+    """Devices of requested providers that are registered plugin EPs (not in get_available_providers())."""
+    if not requested:
+        return []
+    import onnxruntime as ort
+
+    builtin = set(ort.get_available_providers())
+    wanted = {canonical(p) for p in requested} - builtin
+    return [d for d in getattr(ort, "get_ep_devices", lambda: [])() if d.ep_name in wanted]
 
 
 def register_plugin_libraries(spec: str | None = None) -> list[str]:

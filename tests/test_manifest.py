@@ -85,6 +85,8 @@ def test_several_user_paths_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("postprocess.kind", "argmax", "postprocess.kind", "must be one of"),
         ("postprocess.outputs", {"output": 7}, "postprocess.outputs.output", "output name"),
         ("aliases", "acme", "aliases", "expected list"),
+        ("preprocess.chanel_order", "RGB", "preprocess.chanel_order", "did you mean 'channel_order'"),
+        ("file.md5", "abc", "file.md5", "unknown field"),
     ],
 )
 def test_broken_field_names_file_model_and_field(

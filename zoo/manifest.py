@@ -142,6 +142,16 @@ def _vocabulary(literal: Any) -> tuple[str, ...]:
     return get_args(literal)
 
 
+def _only(r: _Reader, cls: type, extra: tuple[str, ...] = ()) -> None:
+    """Refuse unknown fields: a typo ("chanel_order") must not silently fall back to a default."""
+    import difflib
+
+    known = {f.name for f in fields(cls)} | set(extra)
+    for key in sorted(set(r.data) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        r.fail(key, "unknown field" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"))
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -171,6 +181,7 @@ class FileEntry:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> FileEntry:
+        _only(r, cls)
         path = r.text("path", required=True)
         parts = path.split("/")
         if path.startswith(("/", "\\")) or ".." in parts or "\\" in path or ":" in parts[0]:
@@ -191,6 +202,7 @@ class IOSpec:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> IOSpec:
+        _only(r, cls)
         shape = r.get("shape", list, required=True)
         if not all(d is None or isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
             r.fail("shape", f"dimensions must be integers, names or null, got {shape!r}")
@@ -212,6 +224,7 @@ class ResizeSpec:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> ResizeSpec:
+        _only(r, cls)
         spec = cls(
             method=r.choice("method", ResizeMethod, required=True),
             size=r.size("size"),
@@ -247,6 +260,7 @@ class ExtraInput:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> ExtraInput:
+        _only(r, cls)
         return cls(
             name=r.text("name", required=True),
             value=r.choice("value", ExtraInputValue, required=True),
@@ -291,6 +305,7 @@ class ImageRecipe:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> ImageRecipe:
+        _only(r, cls)
         order = r.choice("channel_order", ChannelOrder, required=True)
         channels = 1 if order in ("GRAY", "Y") else 3
         extra = r.get("extra_inputs", list) or []
@@ -335,6 +350,7 @@ class TextRecipe:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> TextRecipe:
+        _only(r, cls)
         inputs = r.get("inputs", dict) or {}
         params = r.get("params", dict) or {}
         for key, value in params.items():
@@ -387,6 +403,7 @@ class PostprocessSpec:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> PostprocessSpec:
+        _only(r, cls)
         outputs = r.get("outputs", dict, required=True)
         pairs = []
         for role, names in outputs.items():
@@ -427,6 +444,7 @@ class Confidence:
 
     @classmethod
     def from_dict(cls, r: _Reader) -> Confidence:
+        _only(r, cls)
         return cls(level=r.choice("level", ConfidenceLevel, required=True), reason=r.text("reason") or "")
 
 
@@ -472,6 +490,7 @@ class ModelEntry:
     def from_dict(cls, data: Any, *, source: str, family: str, where: str) -> ModelEntry:
         model_id = data.get("id") if isinstance(data, dict) else None
         r = _Reader(data, "", source, model_id if isinstance(model_id, str) else where)
+        _only(r, cls, extra=("sha256", "bytes"))  # to_dict() adds the model file's sha256 and bytes
         model_id = r.text("id", required=True)
         if not _ID.fullmatch(model_id):
             r.fail("id", f"must be letters, digits, '.', '_' or '-', got {model_id!r}")

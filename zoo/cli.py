@@ -521,3 +521,7 @@ def main() -> None:
 from zoo.cli_cache import cache  # noqa: E402
 
 cli.add_command(cache)
+
+from zoo.cli_mirror import mirror  # noqa: E402
+
+cli.add_command(mirror)

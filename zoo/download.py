@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from zoo import cache
+from zoo import cache, hf_cache
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
 from zoo.manifest import FileEntry, ModelEntry
 from zoo.sources import Source, plan, request_headers, request_url
@@ -143,6 +143,9 @@ def fetch(
     with cache.disk_errors(root):
         if decide(file, root, force=force) == "hit":
             return _result(entry, file, root, "cache", downloaded=False)
+        adopted = None if force else hf_cache.adopt(entry, file, root, log=log)  # huggingface_hub's copy, verified
+        if adopted is not None:
+            return adopted
         if offline_from_env() if offline is None else offline:
             if cache.blob_path(file.sha256, root).is_file():  # cached, but force asked for the network
                 raise DownloadError(f"cannot download {entry.id} again: zoo is offline",

@@ -1,0 +1,111 @@
+"""`zoo mirror`: share verified cached models as a static mirror. Parse, call, render; nothing else.
+
+Results go to stdout, notes and the serving hint to stderr. The export is planned
+(zoo.mirror) and then executed; --dry-run stops at the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from zoo.mirror import ExportPlan, ExportResult
+
+
+@click.group("mirror", context_settings={"help_option_names": ["-h", "--help"]})
+def mirror() -> None:
+    """Share cached models with a team: a folder any static web server can serve as ZOO_MIRROR.
+
+    \b
+    Example:
+      zoo mirror export /srv/zoo && python -m http.server -d /srv/zoo 8000
+      ZOO_MIRROR=http://host:8000 zoo pull mnist-8      # on the other machines
+    """
+
+
+# zoo.cli imports this module at its bottom to attach `mirror`. When this module is imported first, the line
+# below runs zoo.cli, which comes back here for `mirror`: so the group is defined above, before this import.
+from zoo.cli import EPILOG, _emit_json, _human_size, _table, handle_errors, json_option  # noqa: E402
+
+mirror.epilog = EPILOG
+
+
+@mirror.command("export", epilog=EPILOG)
+@click.argument("dest", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("names", nargs=-1)
+@click.option("--with-test-data", is_flag=True, help="Also export the models' cached test-data archives.")
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@json_option
+@handle_errors
+def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bool, as_json: bool) -> None:
+    """Write verified cached models into DIR, laid out like the zoo repo, for ZOO_MIRROR.
+
+    NAMES (ids, aliases or hub names) choose the models; by default every
+    cached model is exported. A name that is not cached is an error (exit 2):
+    `zoo pull` it first. Files are hard links to the cache when DIR is on the
+    same filesystem, else verified copies; each appears atomically. Files
+    already there are kept, so running it again writes nothing new.
+    DIR/zoo-mirror.json lists what the mirror holds (id, path, sha256, bytes).
+
+    \b
+    Example:
+      zoo mirror export /srv/zoo && python -m http.server -d /srv/zoo 8000
+      ZOO_MIRROR=http://host:8000 zoo pull mnist-8 resnet50     # on another machine
+      zoo mirror export /srv/zoo resnet50 mnist --with-test-data --dry-run
+    """
+    from zoo import mirror as mirror_mod
+
+    plan = mirror_mod.plan(dest, _resolve(names) if names else None, with_test_data=with_test_data)
+    for note in plan.notes:
+        click.echo(note if note.startswith("warning: ") else f"note: {note}", err=True)
+    if not plan.steps and not plan.carried:
+        click.echo("nothing to export: no models are cached (`zoo pull NAME` first)", err=True)
+        return
+    if dry_run:
+        _show_plan(plan, as_json)
+        return
+    result = plan.execute()
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        _show_result(result)
+
+
+def _resolve(names: Sequence[str]) -> list[str]:
+    """Model ids for the names (id, alias or hub name), saying on stderr what an alias resolved to."""
+    from zoo.api import load_index
+
+    index, ids = load_index(), []
+    for name in names:
+        resolution = index.resolve(name)
+        if resolution.note:
+            click.echo(f"note: {resolution.note}", err=True)
+        if resolution.entry.id not in ids:
+            ids.append(resolution.entry.id)
+    return ids
+
+
+def _show_plan(plan: ExportPlan, as_json: bool) -> None:
+    if as_json:
+        _emit_json(plan.to_dict())
+    else:
+        rows = [[s.action, s.file.model_id, s.file.kind, _human_size(s.file.size), s.file.path] for s in plan.steps]
+        click.echo(_table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
+    index = "would be updated" if plan.index_changed else "unchanged"
+    click.echo(f"dry run: nothing was written ({len(plan.writes)} of {len(plan.steps)} files to write; "
+               f"{plan.index} {index})", err=True)
+
+
+def _show_result(result: ExportResult) -> None:
+    rows = [[how, f.model_id, f.kind, _human_size(f.size), f.path] for f, how in result.files]
+    click.echo(_table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
+    counts = {how: sum(1 for _, h in result.files if h == how) for how in ("hardlink", "copy", "kept")}
+    click.echo(f"exported {len(result.files)} files to {result.dest}: {counts['hardlink']} hard-linked, "
+               f"{counts['copy']} copied ({_human_size(result.written_size)}), {counts['kept']} already there; "
+               f"{result.index} {'written' if result.index_written else 'unchanged'}", err=True)
+    click.echo(f"serve it: python -m http.server -d {result.dest} 8000; "
+               "then elsewhere: ZOO_MIRROR=http://HOST:8000 zoo pull NAME", err=True)

@@ -31,10 +31,14 @@ def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path
     """
     import tarfile  # not needed by most commands
 
+    from filelock import FileLock  # ships with huggingface_hub
+
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # One extraction into `dest` at a time: two processes pulling the same test data would
+    # otherwise race in _replace_dir.
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with FileLock(_lock_for(dest)), tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             _check_members(archive, members, max_size)
             tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
@@ -47,15 +51,29 @@ def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path
                 shutil.rmtree(tmp, ignore_errors=True)
     except tarfile.TarError as exc:
         raise _refuse(archive, f"it cannot be read safely: {exc}") from exc
+    except OSError as exc:
+        raise DownloadError(f"cannot extract {archive} into {dest}: {exc.strerror or exc}",
+                            hint="check free space and permissions of the cache folder (`zoo cache dir`)") from exc
     return dest
+
+
+def _lock_for(dest: Path) -> str:
+    """A lock file per destination, kept out of the destination's folder."""
+    import hashlib
+
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:32]
+    return os.path.join(tempfile.gettempdir(), f"zoo-extract-{key}.lock")
 
 
 def _check_members(archive: Path, members: list[tarfile.TarInfo], max_size: int) -> None:
     total = 0
+    links: set[str] = set()
     for member in members:
-        problem = _member_problem(member)
+        problem = _member_problem(member) or _through_link(member, links)
         if problem:
             raise _refuse(archive, f"member {member.name!r} {problem}")
+        if member.issym():
+            links.add(posixpath.normpath(member.name))
         total += member.size if member.isfile() else 0
     if total > max_size:
         raise _refuse(archive, f"its members declare {total} bytes uncompressed, above the limit of {max_size} bytes")
@@ -79,6 +97,25 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
         return None
     if not (member.isfile() or member.isdir()):
         return "has an unsupported type"
+    return None
+
+
+def _through_link(member: tarfile.TarInfo, links: set[str]) -> str | None:
+    """Refuse paths (or link targets) that pass through an earlier symlink member.
+
+    Each link alone may point inside, yet a chain (a -> ., a/up -> .., up/x) climbs out;
+    tarfile's "data" filter catches that only on Python >= 3.11.4 / 3.10.12.
+    """
+    paths = [posixpath.normpath(member.name)]
+    if member.issym() or member.islnk():
+        base = posixpath.dirname(member.name) if member.issym() else ""
+        paths.append(posixpath.normpath(posixpath.join(base, member.linkname)))
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts) + (0 if path == paths[0] else 1)):
+            prefix = "/".join(parts[:i])
+            if prefix in links:
+                return f"goes through the symlink {prefix!r} of the same archive, which could lead outside the destination"
     return None
 
 

@@ -33,9 +33,24 @@ class Source:
 
 
 def mirrors(extra: Sequence[str] = ()) -> list[str]:
-    """Mirror base URLs: explicit ones first, then ZOO_MIRROR."""
+    """Mirror base URLs: explicit ones first, then ZOO_MIRROR; anything but http(s)://host is refused."""
     env = [m.strip() for m in os.environ.get("ZOO_MIRROR", "").split(",") if m.strip()]
+    for url in extra:
+        _check_mirror(url, "--mirror")
+    for url in env:
+        _check_mirror(url, "ZOO_MIRROR")
     return list(dict.fromkeys([*extra, *env]))
+
+
+def _check_mirror(url: str, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    from zoo.errors import ZooError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ZooError(f"mirror {url!r} (from {where}) is not an http:// or https:// URL with a host",
+                       hint="use e.g. http://mirror.local:8000; serve a folder with `python -m http.server`")
 
 
 def hf_endpoint() -> str:

@@ -80,7 +80,7 @@ def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequ
     for file in files:
         plan = sources.plan(entry, file, extra_mirrors=mirrors)
         results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress))
-    if with_test_data and entry.test_data is not None:
+    if with_test_data and entry.test_data is not None and (results[1].downloaded or not test_data_dir(entry).is_dir()):
         from zoo import archive
 
         archive.safe_extract(results[1].path, test_data_dir(entry))

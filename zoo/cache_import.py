@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import cache
-from zoo.cache_plan import sha256_file
+from zoo.hashing import sha256_file
 from zoo.cache_scan import Kind
 from zoo.errors import CacheError, DownloadError
 

@@ -14,7 +14,6 @@ the disk; `--dry-run` prints that plan and stops. DeletePlan.execute() deletes:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -29,8 +28,8 @@ from typing import Any, Literal
 
 from zoo import cache
 from zoo.cache_scan import CacheInfo, CachedFile, scan
+from zoo.hashing import sha256_file
 
-CHUNK_SIZE = 1024 * 1024
 TEMP_GRACE = 3600.0  # seconds: a younger temp file may belong to a zoo process still writing it
 
 What = Literal["blob", "view", "test-data-dir", "optimized", "partial", "stale-view", "temp", "model-dir",
@@ -349,11 +348,3 @@ def _remove_bad(root: Path, result: VerifyResult, before: os.stat_result | None)
     return replace(result, removed=tuple(item.path for item in done.deleted), problem=problem)
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """The sha256 and size of a file, read in 1 MiB chunks."""
-    hasher, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-    return hasher.hexdigest(), size

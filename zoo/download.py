@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from zoo import cache, hf_cache
+from zoo.hashing import copy_hashing
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
 from zoo.manifest import FileEntry, ModelEntry
 from zoo.sources import Source, plan, request_headers, request_url
@@ -176,7 +177,7 @@ def import_file(entry: ModelEntry, file: FileEntry, local_path: Path, root: Path
     with cache.disk_errors(root), cache.blob_lock(file.sha256, cache.ensure_root(root), on_wait=_log_to_stderr):
         tmp = cache.partial_path(file.sha256, root).with_suffix(f".{uuid.uuid4().hex}.import")
         try:
-            sha256, size = _copy_hashing(local_path, tmp)
+            sha256, size = copy_hashing(local_path, tmp)
             if (sha256, size) != (file.sha256, file.size):
                 kept = f"nothing: the cache is unchanged and {local_path} was left as it is"
                 raise HashMismatchError(entry.id, str(local_path), expected_sha256=file.sha256, got_sha256=sha256,
@@ -429,19 +430,6 @@ def _sha256_prefix(path: Path, size: int) -> Any:
                 hasher.update(chunk)
                 size -= len(chunk)
     return hasher
-
-
-def _copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy `src` to `dst` in chunks; return the sha256 and size of what was copied."""
-    hasher, size = hashlib.sha256(), 0
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while chunk := fin.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return hasher.hexdigest(), size
 
 
 def _env_number(name: str, default: float | None) -> Any:

@@ -19,7 +19,6 @@ the location must follow the environment at call time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -31,13 +30,13 @@ from typing import TYPE_CHECKING
 
 from zoo import cache, sources
 from zoo.manifest import FileEntry, ModelEntry
+from zoo.hashing import copy_hashing, sha256_file
 
 if TYPE_CHECKING:
     from zoo.download import FetchResult
 
 Log = Callable[[str], None]
 
-CHUNK_SIZE = 1024 * 1024
 _OFF = ("0", "false", "no", "off")
 
 
@@ -207,25 +206,8 @@ def _link_or_copy(src: Path, tmp: Path) -> tuple[str, str, int]:
     except OSError:
         pass  # another filesystem, or links not allowed: copy
     else:
-        return ("hard link", *_sha256_file(tmp))
-    hasher, size = hashlib.sha256(), 0
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return "copy", hasher.hexdigest(), size
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    hasher, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-    return hasher.hexdigest(), size
+        return ("hard link", *sha256_file(tmp))
+    return ("copy", *copy_hashing(src, tmp))
 
 
 def _reject(entry: ModelEntry, file: FileEntry, candidate: Candidate, log: Log, got: str) -> None:

@@ -18,7 +18,6 @@ records it with the same sha256 and size and it still has that size: a re-export
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from zoo.errors import DownloadError, ZooError
+from zoo.hashing import copy_hashing
 
 if TYPE_CHECKING:
     from zoo.cache_scan import CacheInfo, Kind
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 INDEX_NAME = "zoo-mirror.json"
 INDEX_FORMAT = 1
-CHUNK_SIZE = 1024 * 1024
 Action = Literal["write", "keep"]
 How = Literal["hardlink", "copy", "kept"]
 
@@ -333,17 +332,10 @@ def _place(blob: Path, target: Path, f: MirrorFile) -> How:
 
 
 def _copy_verified(blob: Path, tmp: Path, f: MirrorFile) -> None:
-    hasher, size = hashlib.sha256(), 0
-    with open(blob, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    if (hasher.hexdigest(), size) != (f.sha256, f.size):
+    sha256, size = copy_hashing(blob, tmp)
+    if (sha256, size) != (f.sha256, f.size):
         raise DownloadError(f"cached file {blob} of {f.model_id} is damaged: expected sha256 {f.sha256} ({f.size} "
-                            f"bytes), got sha256 {hasher.hexdigest()} ({size} bytes); it was not exported",
+                            f"bytes), got sha256 {sha256} ({size} bytes); it was not exported",
                             hint=f"run `zoo cache verify {f.model_id}` (it deletes the bad file), then "
                                  f"`zoo pull {f.model_id}` and export again")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import assert_cache_clean, assert_clear_error, blob_of, synthetic, write_manifest, zoo
+from reliability_helpers import assert_clear_error, synthetic, write_manifest, zoo
 from servers import FakeHubServer
 
 MODEL = synthetic("rel-manifest-1", 4096, seed=61)

@@ -312,12 +312,15 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Write one row per input to a .jsonl or .csv file, flushed as it goes.")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray Data (zoo-client[ray]): bare --ray starts a local instance on 127.0.0.1; "
+                   "--ray auto or --ray ray://HEAD:10001 joins a cluster.")
 @json_option
 @handle_errors
 def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | None, score_threshold: float | None,
             providers: str | None, strict_provider: bool, threads: int | None, recipe: str | None,
             labels_file: str | None, save: Path | None, quiet: bool, recursive: bool, pattern: str | None,
-            batch_size: int, output: Path | None, resume: bool, as_json: bool) -> None:
+            batch_size: int, output: Path | None, resume: bool, ray_address: str | None, as_json: bool) -> None:
     """Run MODEL on images (or .npy/.csv tables for tabular models).
 
     MODEL is a zoo name (pulled and verified if not cached) or a local .onnx file.
@@ -332,9 +335,20 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
       zoo predict mobilenetv2-12-int8 a.jpg b.jpg --json
       zoo predict my_model.onnx cat.jpg --recipe imagenet --labels imagenet1k
       zoo predict shufflenet-v2-12-int8 photos/ -r -o results.jsonl --resume
+      zoo predict shufflenet-v2-12-int8 photos/ --ray auto -o results.jsonl
     """
-    from zoo import render
+    from zoo import batch, render
 
+    if ray_address is not None:
+        from zoo import ray as on_ray
+
+        if save is not None:
+            raise click.UsageError("--save does not combine with --ray; write rows with --output instead")
+        on_ray.run_cli(model, batch.list_inputs(inputs, recursive=recursive, pattern=pattern), ray_address, output,
+                       as_json, batch_size, topk, resume=resume, score_threshold=score_threshold, opset=opset,
+                       providers=providers, recipe=recipe, labels=labels_file, threads=threads,
+                       strict_provider=strict_provider)
+        return
     loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file, threads=threads,
                       strict_provider=strict_provider, progress=False if quiet else None)
     if output is not None or resume or any(Path(i).is_dir() for i in inputs):

@@ -25,6 +25,7 @@ MODULES = {
     "cache": "benchmarks.bench_cache",
     "load": "benchmarks.bench_load",
     "predict": "benchmarks.bench_predict",
+    "batch": "benchmarks.bench_batch",
     "startup": "benchmarks.bench_startup",
 }
 

@@ -177,7 +177,8 @@ class Model:
         """Predictions (or batch.Failure rows) for many inputs, in input order, streaming.
 
         Decoding runs in a thread pool while the model runs; only a few batches of
-        decoded images exist at a time.
+        decoded images exist at a time. Load with `spinning=False` for long runs: the
+        session's idle threads then leave the cores to the decoding threads.
         """
         from zoo import batch
 
@@ -222,7 +223,10 @@ class Model:
         first = self._input_metas[0].name
         name = getattr(self.recipe, "input", None) or first
         batched = getattr(self.recipe, "has_batch_dim", True)
-        tensor = np.stack([p.tensor for p in prepared]) if batched else prepared[0].tensor
+        if not batched:
+            tensor = prepared[0].tensor
+        else:  # a batch of one is a view, not a copy
+            tensor = prepared[0].tensor[None] if len(prepared) == 1 else np.stack([p.tensor for p in prepared])
         feeds = {name: tensor}
         for key in prepared[0].extra:
             feeds[key] = np.stack([p.extra[key] for p in prepared])
@@ -249,7 +253,8 @@ def preprocess_names() -> list[str]:
 
 def load(name_or_path: str | Path, *, opset: int | None = None, providers: str | Sequence[str] | None = None,
          recipe: Any = None, labels: str | Sequence[str] | None = None, threads: int | None = None,
-         strict_provider: bool = False, optimization: str | None = None, progress: bool | None = None) -> Model:
+         strict_provider: bool = False, optimization: str | None = None, progress: bool | None = None,
+         spinning: bool | None = None) -> Model:
     """Load a zoo model by name (pulled if not cached) or a local .onnx file, ready to predict.
 
     `optimization` defaults to "all", except for QDQ models: their graphs define
@@ -264,7 +269,7 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
     if optimization is None:
         optimization = "basic" if entry is not None and entry.variant == "qdq" else "all"
     spec = runtime.SessionSpec(providers=_tuple(runtime.parse_providers(providers)), threads=threads,
-                               optimization=optimization, strict=strict_provider)
+                               optimization=optimization, strict=strict_provider, spinning=spinning)
     key = entry.sha256 if entry else _local_key(path)
     session, rep = runtime.create_session(path, spec, cache_dir=cache.home() / "optimized", cache_key=key)
     if isinstance(recipe, str):

@@ -349,9 +349,11 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
                        providers=providers, recipe=recipe, labels=labels_file, threads=threads,
                        strict_provider=strict_provider)
         return
+    streaming = output is not None or resume or any(Path(i).is_dir() for i in inputs)
     loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file, threads=threads,
-                      strict_provider=strict_provider, progress=False if quiet else None)
-    if output is not None or resume or any(Path(i).is_dir() for i in inputs):
+                      strict_provider=strict_provider, progress=False if quiet else None,
+                      spinning=False if streaming else None)
+    if streaming:
         _predict_stream(loaded, inputs, recursive=recursive, pattern=pattern, batch_size=batch_size, output=output,
                         resume=resume, quiet=quiet, as_json=as_json, topk=topk, score_threshold=score_threshold)
         return

@@ -140,7 +140,8 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None) -> Any:
+def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None,
+                    spinning: bool | None = None) -> Any:
     import onnxruntime as ort
 
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -155,6 +156,10 @@ def session_options(*, threads: int | None, optimization: str, optimized_path: P
     so.log_severity_level = 4  # fatal only: zoo reports load failures and fallbacks itself
     if threads:
         so.intra_op_num_threads = threads
+    if spinning is False:
+        # ORT's intra-op workers busy-wait between runs; with decoding threads beside the
+        # session (folder runs) that steals the cores they need.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
     return so
@@ -169,6 +174,7 @@ class SessionSpec:
     optimization: str = "all"
     strict: bool = False
     policy: str | None = None  # a plugin-EP selection policy, e.g. "PREFER_GPU"
+    spinning: bool | None = None  # False: intra-op threads sleep instead of busy-waiting (None: ORT default)
 
 
 def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | None = None,
@@ -182,7 +188,7 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
     cached, target = _optimized_paths(plan, spec, cache_dir, cache_key)
     source = cached if cached is not None else model
     level = "disable" if cached is not None else spec.optimization
-    so = session_options(threads=spec.threads, optimization=level, optimized_path=target)
+    so = session_options(threads=spec.threads, optimization=level, optimized_path=target, spinning=spec.spinning)
     kwargs: dict[str, Any] = {}
     if spec.policy:
         so.set_provider_selection_policy(getattr(ort.OrtExecutionProviderDevicePolicy, spec.policy))

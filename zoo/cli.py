@@ -151,7 +151,14 @@ def list_cmd(task: str | None, tag: str | None, as_json: bool) -> None:
       zoo list --task detection
       zoo list --json | python -c 'import json,sys; print(len(json.load(sys.stdin)))'
     """
-    _print_listing(api.list_models(task=task, tag=tag), as_json, "no model matches these filters")
+    entries = api.list_models(task=task, tag=tag)
+    known = api.list_models()
+    empty = "no model matches these filters"
+    if task and not entries:
+        empty += f"; tasks: {', '.join(sorted({e.task for e in known}))}"
+    elif tag and not entries:
+        empty += f"; tags: {', '.join(sorted({t for e in known for t in e.tags}))}"
+    _print_listing(entries, as_json, empty)
 
 
 @cli.command(epilog=EPILOG)

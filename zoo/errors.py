@@ -142,7 +142,7 @@ class InputError(ZooError, ValueError):
 
     def __init__(self, what: str, *, expected: list[str]) -> None:
         self.expected = tuple(expected)
-        super().__init__(what, hint="the model expects: " + "; ".join(self.expected))
+        super().__init__(what, hint="expected: " + "; ".join(self.expected))
 
 
 class ProviderError(ZooError):

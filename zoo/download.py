@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from zoo import cache, hf_cache
-from zoo.hashing import copy_hashing
+from zoo.hashing import HashWriter, copy_hashing
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
 from zoo.manifest import FileEntry, ModelEntry
 from zoo.sources import Source, plan, request_headers, request_url
@@ -347,7 +347,7 @@ def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int) ->
     got, size = offset, job.file.size
     bar = tqdm(total=size, initial=offset, desc=job.file.name, unit="B", unit_scale=True, unit_divisor=1024,
                mininterval=0.5, file=sys.stderr, disable=not job.progress, leave=False)
-    with open(job.partial, "ab" if offset else "wb") as out, bar, _HashWriter(hasher, out) as sink:
+    with open(job.partial, "ab" if offset else "wb") as out, bar, HashWriter(hasher, out) as sink:
         for chunk in resp.iter_content(CHUNK_SIZE):
             got += len(chunk)
             if got > size:
@@ -360,53 +360,6 @@ def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int) ->
             out.flush()
             os.fsync(out.fileno())
     return got
-
-
-class _HashWriter:
-    """A worker thread that hashes and writes chunks in order; errors surface in the caller."""
-
-    def __init__(self, hasher: Any, out: Any) -> None:
-        import queue
-        import threading
-
-        self.hasher, self.out = hasher, out
-        self.queue: queue.Queue[tuple[bytes, bool] | None] = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="zoo-hash-write", daemon=True)
-
-    def __enter__(self) -> _HashWriter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.drain()
-
-    def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.hasher.update(item[0])
-                    if item[1]:
-                        self.out.write(item[0])
-                except BaseException as err:  # re-raised in the reading thread by drain()
-                    self.error = err
-
-    def put(self, chunk: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((chunk, True))
-
-    def hash_only(self, chunk: bytes) -> None:
-        self.queue.put((chunk, False))
-
-    def drain(self) -> None:
-        """Wait until every chunk is hashed and written; raise the worker's error, if any."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
 
 
 def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:

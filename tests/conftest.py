@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,18 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the ../shared data beside the repo), which is absent")
     return path
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    """A .tar.gz holding regular files {name: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -6,19 +6,18 @@ user manifest (ZOO_MANIFESTS) and added with `zoo cache import`.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import sha256_hex as sha256
+from conftest import tar_gz
 from click.testing import CliRunner
 from test_manifest import broken, write_manifest
 
@@ -27,20 +26,6 @@ from zoo.cache_scan import scan
 from zoo.cli_cache import cache
 
 DAY = 86400.0
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def model(model_id: str, data: bytes, aliases: list[str], test_data: bytes | None = None) -> dict:

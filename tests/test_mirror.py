@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +23,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, need
+from conftest import DATA, need, tar_gz
+from conftest import sha256_hex as sha256
 from test_imports import HEAVY
 from test_manifest import broken, write_manifest
 
@@ -38,20 +36,6 @@ from zoo.index import load_index
 from zoo.mirror import INDEX_NAME, DiskFile, MirrorFile, MirrorState, Selection, plan_export
 
 REAL = ("mnist-8", "mobilenetv2-12-int8")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def tar_gz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @dataclass(frozen=True)

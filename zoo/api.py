@@ -104,7 +104,9 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         preds = self.predictions
-        plain = [p.to_dict() for p in preds] if isinstance(preds, list) else preds.to_dict()
+        # Predictions are result objects, or already plain dicts (rows back from Ray actors).
+        plain = ([p.to_dict() if hasattr(p, "to_dict") else p for p in preds] if isinstance(preds, list)
+                 else preds.to_dict() if hasattr(preds, "to_dict") else preds)
         return {"input": self.input, "model": self.model, "provider": self.provider, "task": self.task,
                 "predictions": plain}
 

@@ -18,7 +18,6 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +222,7 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     import click
 
     from zoo import batch, render
+    from zoo.api import Prediction
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
@@ -235,7 +235,7 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     try:
         for row in iter_paths(model, todo, address=address, batch_size=batch_size, topk=topk,
                               score_threshold=score_threshold, **load_kwargs):
-            result = batch.Failure(**row) if "error" in row else _Row(**row)
+            result = batch.Failure(**row) if "error" in row else Prediction(**row)
             failures += "error" in row
             ok += "error" not in row
             if writer is not None:
@@ -252,21 +252,6 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     skipped = f", {len(paths) - len(todo)} already in {output}" if done else ""
     click.echo(f"{ok} predicted, {failures} error rows{skipped}", err=True)
     return ok, failures
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """A prediction that came back from an actor, as render.text and ResultWriter read it."""
-
-    input: str
-    model: str
-    provider: str
-    task: str
-    predictions: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "model": self.model, "provider": self.provider, "task": self.task,
-                "predictions": self.predictions}
 
 
 def _import_ray() -> Any:

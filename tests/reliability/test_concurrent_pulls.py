@@ -8,16 +8,15 @@ one after the other, half with -j 3, so the lock is taken in different orders. T
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import tar_gz
 from reliability_helpers import MIB, Mirror, assert_cache_clean, spawn_zoo, synthetic, use_models
 
 import zoo.api
@@ -59,22 +58,12 @@ def test_eight_processes_three_models_download_each_once(
 
 # -- two pulls extracting the same test data at once ----------------------------------------------
 
-def archive_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("extracted_before", [False, True], ids=["first-extraction", "re-extraction"])
 def test_two_pulls_extract_the_same_test_data_at_once(
     extracted_before: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
 ) -> None:
     files = {f"test_data_set_0/input_{n}.pb": bytes([n]) * 100 for n in range(3)}
-    model = synthetic("rel-conc-td", 1000, seed=39, test_data=archive_of(files))
+    model = synthetic("rel-conc-td", 1000, seed=39, test_data=tar_gz(files))
     use_models(monkeypatch, tmp_path / "manifests", model)
     with Mirror(model.files()) as mirror:
         monkeypatch.setenv("ZOO_MIRROR", mirror.url)

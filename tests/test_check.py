@@ -49,8 +49,12 @@ def test_mnist_8_passes_all_three_sets() -> None:
 def test_int8_model_passes_by_top1() -> None:
     seed("shufflenet-v2-12-int8")
     report = zoo.load("shufflenet-v2-12-int8").check(need(TESTDATA / "shufflenet-v2-12-int8"))
-    assert report.passed and [c.mode for c in report.checks] == ["top1"]
-    assert report.checks[0].top1_expected == report.checks[0].top1_got
+    assert report.passed and [c.mode for c in report.checks] == ["quantized"]
+    first = report.checks[0]
+    assert first.top1_expected == first.top1_got and first.failed == ()
+    # Information, not a bound: the difference in quantization steps of the output (scale 0.1724).
+    assert first.quant_steps == pytest.approx(first.max_abs_diff / 0.17240001261234283, abs=0.1)
+    assert first.rank_correlation is not None and first.rank_correlation >= check.QUANT_MIN_RANK_CORRELATION
 
 
 def test_legacy_npz_sets_are_read() -> None:
@@ -65,6 +69,8 @@ def test_wrong_model_for_the_data_fails_with_exit_4() -> None:
     result = run("check", "mobilenetv2-12-int8", "--test-data", str(need(TESTDATA / "shufflenet-v2-12-int8")),
                  code=EXIT_CHECK_FAILED)
     assert "FAIL" in result.stdout
+    # Which bound failed, with its values.
+    assert "top-1 agrees on 0/1 rows" in result.stdout and "rank correlation" in result.stdout
 
 
 def test_swapped_expected_outputs_fail(tmp_path: Path) -> None:
@@ -91,8 +97,20 @@ def test_compare_modes() -> None:
     exp = np.array([[0.1, 0.7, 0.2]], dtype=np.float32)
     assert check.compare("s", "o", exp + 5e-5, exp, "allclose").passed
     assert not check.compare("s", "o", exp + 1e-2, exp, "allclose").passed
-    assert check.compare("s", "o", exp + 0.05, exp, "top1").passed  # within 10% of the 0.6 range
-    assert not check.compare("s", "o", np.array([[0.8, 0.1, 0.1]]), exp, "top1").passed
+    worse = check.compare("s", "o", exp + 1e-2, exp, "allclose")
+    assert worse.failed == ("max |diff| 0.01 beyond atol 0.0001 + rtol 0.001 * |expected|",)
+    # Quantized: a large shift that keeps the order passes (kernels differ by tens of steps) ...
+    shifted = check.compare("s", "o", exp + 3.0, exp, "quantized", scale=0.5)
+    assert shifted.passed and shifted.quant_steps == 6.0 and shifted.rank_correlation == 1.0
+    # ... a different top-1 or a scrambled order does not, and each failed bound is named.
+    assert check.compare("s", "o", np.array([[0.8, 0.1, 0.2]]), exp, "quantized").failed[0].startswith(
+        "top-1 agrees on 0/1 rows")
+    logits = np.arange(10, dtype=np.float32)[None]
+    scrambled = check.compare("s", "o", np.array([[3, 1, 7, 0, 2, 8, 5, 4, 6, 9]], np.float32), logits, "quantized")
+    assert scrambled.failed == (f"rank correlation {scrambled.rank_correlation:.3f} < 0.80",)
+    # Every row of a batch counts, not only the first.
+    batch = np.array([[0.1, 0.7, 0.2], [0.9, 0.05, 0.05]], np.float32)
+    assert not check.compare("s", "o", batch[[0, 0]], batch, "quantized").passed
     assert not check.compare("s", "o", np.zeros(4), exp, "allclose").passed
 
 

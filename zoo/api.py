@@ -194,8 +194,10 @@ class Model:
         sets = check.find_sets(self._test_data_folder(test_data))
         if not sets:
             raise check.no_sets_error(self._test_data_folder(test_data))
-        return check.run_sets(self.session, sets, model=self.name, provider=self.report.primary,
-                              variant=self.entry.variant if self.entry else None)
+        variant = self.entry.variant if self.entry else None
+        scales = check.output_scales(self.path) if variant in ("int8", "qdq") else None
+        return check.run_sets(self.session, sets, model=self.name, provider=self.report.primary, variant=variant,
+                              scales=scales)
 
     def _test_data_folder(self, test_data: str | Path | None) -> Path:
         if test_data is not None:

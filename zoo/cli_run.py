@@ -184,9 +184,14 @@ def _print_check(report: Any) -> None:
     verdict = "PASS" if report.passed else "FAIL"
     click.echo(f"{report.model} on {report.provider} vs {report.against}: {verdict}")
     rows = [[c.set, c.output, c.mode, "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.3g}",
+             "-" if c.quant_steps is None else f"{c.quant_steps:g}",
+             "-" if c.rank_correlation is None else f"{c.rank_correlation:.3f}",
              "-" if c.top1_expected is None else f"{c.top1_expected}/{c.top1_got}", "pass" if c.passed else "FAIL"]
             for c in report.checks]
-    click.echo(_table(rows, ["SET", "OUTPUT", "MODE", "MAX |DIFF|", "TOP1 EXP/GOT", "RESULT"]))
+    click.echo(_table(rows, ["SET", "OUTPUT", "MODE", "MAX |DIFF|", "STEPS", "RANK RHO", "TOP1 EXP/GOT", "RESULT"]))
+    for c in report.checks:
+        for bound in c.failed:
+            click.echo(f"  {c.set}/{c.output}: {bound}")
 
 
 @click.command(epilog=EPILOG)

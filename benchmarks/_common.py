@@ -187,8 +187,8 @@ def need(path: Path) -> Path:
 
 def seeded_home(root: Path, model_id: str) -> tuple[Any, Path]:
     """A zoo cache under `root` holding `model_id`, imported from ../shared; returns (entry, model path)."""
-    from zoo import download
-    from zoo.index import load_index
+    from zoo.index.catalog import load_index
+    from zoo.store import download
 
     entry = load_index().resolve(model_id).entry
     result = download.import_file(entry, entry.file, need(MODELS / f"{model_id}.onnx"), root=root)

@@ -21,8 +21,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import (IMAGES, INFO, REPO, Config, Row, compare, environ, guarded, in_turn, median, need,
-                                paired_ratio, ratio_at_least, ratio_at_most, scratch, seeded_home)
+from benchmarks._common import (
+    IMAGES,
+    INFO,
+    REPO,
+    Config,
+    Row,
+    compare,
+    environ,
+    guarded,
+    in_turn,
+    median,
+    need,
+    paired_ratio,
+    ratio_at_least,
+    ratio_at_most,
+    scratch,
+    seeded_home,
+)
 from benchmarks.bench_predict import HandWritten
 
 NAME = "batch"

@@ -1,4 +1,4 @@
-"""Cache hit: zoo.pull / zoo.download.fetch on a cached model vs huggingface_hub's offline cache lookup.
+"""Cache hit: zoo.pull / zoo.store.download.fetch on a cached model vs huggingface_hub's offline cache lookup.
 
 The zoo cache is seeded with download.import_file from ../shared; the
 Hugging Face cache by one hf_hub_download from a loopback fake hub. A hit must
@@ -35,7 +35,7 @@ def run(cfg: Config) -> list[Row]:
 
 def _zoo_rows(entry: Any, calls: int, hf_hit: Callable[[], Any] | None, why: str) -> list[Row]:
     import zoo
-    from zoo import download
+    from zoo.store import download
 
     pull = lambda: zoo.pull(MODEL_ID)  # noqa: E731
     fetch = lambda: _checked_fetch(download, entry)  # noqa: E731

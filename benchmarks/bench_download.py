@@ -1,4 +1,4 @@
-"""Download throughput: zoo.download.fetch vs curl vs huggingface_hub.hf_hub_download, over loopback.
+"""Download throughput: zoo.store.download.fetch vs curl vs huggingface_hub.hf_hub_download, over loopback.
 
 One file of random bytes is generated once and served by benchmarks/_server.py
 (sendfile, Range) from a thread of this process: sendfile releases the GIL, and
@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import (INFO, Config, Row, Target, compare, in_turn, mb_per_s, median, paired_ratio,
-                                ratio_at_least, scratch, timed)
+from benchmarks._common import (
+    INFO,
+    Config,
+    Row,
+    Target,
+    compare,
+    in_turn,
+    mb_per_s,
+    median,
+    paired_ratio,
+    ratio_at_least,
+    scratch,
+    timed,
+)
 from benchmarks._server import FileServer
 
 NAME = "download"
@@ -67,7 +79,7 @@ def _serve(server: FileServer, work: Path, filename: str, size: int) -> Payload:
 
 def _entry(filename: str, sha256: str, size: int) -> Any:
     """A made-up ModelEntry for a served file (only id, task, opset and file are required)."""
-    from zoo.manifest import ModelEntry
+    from zoo.index.manifest import ModelEntry
 
     model_id = f"bench-{filename.split('.')[0]}"
     data = {"id": model_id, "task": "benchmark", "opset": 1,
@@ -76,8 +88,8 @@ def _entry(filename: str, sha256: str, size: int) -> Any:
 
 
 def _zoo(payload: Payload, out: Path) -> Path:
-    from zoo import download
-    from zoo.sources import Source
+    from zoo.store import download
+    from zoo.store.sources import Source
 
     entry = payload.entry
     result = download.fetch(entry, entry.file, root=out, sources=[Source("mirror", payload.mirror_url)],

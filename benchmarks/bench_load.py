@@ -13,8 +13,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._common import (INFO, Config, Row, compare, environ, guarded, interleaved, median, ms, paired_ratio,
-                                ratio_at_most, scratch, seeded_home)
+from benchmarks._common import (
+    INFO,
+    Config,
+    Row,
+    compare,
+    environ,
+    guarded,
+    interleaved,
+    median,
+    ms,
+    paired_ratio,
+    ratio_at_most,
+    scratch,
+    seeded_home,
+)
 
 NAME = "load"
 MODEL_ID = "mobilenetv2-12-int8"

@@ -12,8 +12,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import (IMAGES, Config, Row, compare, environ, guarded, interleaved, median, ms, need,
-                                paired_ratio, ratio_at_most, scratch, seeded_home)
+from benchmarks._common import (
+    IMAGES,
+    Config,
+    Row,
+    compare,
+    environ,
+    guarded,
+    interleaved,
+    median,
+    ms,
+    need,
+    paired_ratio,
+    ratio_at_most,
+    scratch,
+    seeded_home,
+)
 
 NAME = "predict"
 MODEL_ID = "shufflenet-v2-12-int8"

@@ -16,8 +16,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._common import (INFO, Config, Row, Target, compare, environ, interleaved, median, ms,
-                                over_baseline_at_most, scratch)
+from benchmarks._common import (
+    INFO,
+    Config,
+    Row,
+    Target,
+    compare,
+    environ,
+    interleaved,
+    median,
+    ms,
+    over_baseline_at_most,
+    scratch,
+)
 
 NAME = "startup"
 

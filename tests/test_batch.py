@@ -17,9 +17,10 @@ from conftest import DATA, need
 from PIL import Image
 
 import zoo.api as zoo
-from zoo import batch, download
+from zoo import batch
 from zoo.cli import cli
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 MODEL = "shufflenet-v2-12-int8"
 

@@ -8,9 +8,10 @@ import onnxruntime as ort
 from click.testing import CliRunner
 from conftest import DATA, need
 
-from zoo import bench, download
+from zoo import bench
 from zoo.cli import cli
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 
 def test_random_feeds_fit_declared_inputs() -> None:

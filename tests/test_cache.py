@@ -16,14 +16,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import sha256_hex as sha256
 from conftest import tar_gz
-from click.testing import CliRunner
 from test_manifest import broken, write_manifest
 
-from zoo.cache_plan import DeletePlan, PlanItem, plan_prune
-from zoo.cache_scan import scan
-from zoo.cli_cache import cache
+from zoo.cli.cache import cache
+from zoo.store.cache_plan import DeletePlan, PlanItem, plan_prune
+from zoo.store.cache_scan import scan
 
 DAY = 86400.0
 
@@ -453,10 +453,10 @@ def test_reachable_as_zoo_cache(zoo: Zoo) -> None:
     assert result.exit_code == 0 and result.stdout.strip() == str(zoo.home)
 
 
-@pytest.mark.parametrize("first", ["zoo.cli_cache", "zoo.cli"])
+@pytest.mark.parametrize("first", ["zoo.cli.cache", "zoo.cli"])
 def test_cache_cli_imports_light_in_either_order(first: str) -> None:
     heavy = ("numpy", "requests", "huggingface_hub", "onnx", "onnxruntime", "PIL", "tqdm", "filelock")
-    code = (f"import sys, importlib; importlib.import_module({first!r}); import zoo.cli_cache, zoo.cli; "
+    code = (f"import sys, importlib; importlib.import_module({first!r}); import zoo.cli.cache, zoo.cli; "
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -464,8 +464,8 @@ def test_cache_cli_imports_light_in_either_order(first: str) -> None:
 
 
 def test_scan_is_reachable_from_zoo_cache() -> None:
-    from zoo import cache as layout
-    from zoo.cache import CacheInfo
+    from zoo.store import cache as layout
+    from zoo.store.cache import CacheInfo
 
     assert layout.scan is scan and CacheInfo is type(scan())
     with pytest.raises(AttributeError):

@@ -16,10 +16,11 @@ from conftest import DATA, need
 from servers import MirrorServer
 
 import zoo.api as zoo
-from zoo import check, download
+from zoo import check
 from zoo.cli import cli
 from zoo.errors import EXIT_CHECK_FAILED
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 TESTDATA = DATA / "testdata"
 

@@ -1,4 +1,4 @@
-"""zoo.download and zoo.archive against real loopback servers (tests/servers.py); nothing is mocked."""
+"""zoo.store.download and zoo.store.archive against real loopback servers (tests/servers.py); nothing is mocked."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import Fault, FakeHubServer, MirrorServer
+from servers import FakeHubServer, Fault, MirrorServer
 
-from zoo import cache
-from zoo.archive import safe_extract
-from zoo.download import MAX_REDIRECTS, decide, fetch, import_file
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError
-from zoo.manifest import FileEntry, ModelEntry
-from zoo.sources import Source
+from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.store import cache
+from zoo.store.archive import safe_extract
+from zoo.store.download import MAX_REDIRECTS, decide, fetch, import_file
+from zoo.store.sources import Source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = SHARED / "data" / "models"
@@ -377,9 +377,9 @@ def test_drop_then_resume_in_a_later_call(root: Path, mirror: MirrorServer, monk
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from zoo.download import fetch
-    from zoo.manifest import ModelEntry
-    from zoo.sources import Source
+    from zoo.store.download import fetch
+    from zoo.index.manifest import ModelEntry
+    from zoo.store.sources import Source
     entry = ModelEntry.from_dict(json.loads(sys.argv[1]), source="tests", family="fake", where="tests")
     result = fetch(entry, entry.file, sources=[Source("mirror", sys.argv[2])], progress=False)
     print(json.dumps(result.to_dict()))
@@ -600,7 +600,7 @@ def test_safe_extract_unreadable_archive(tmp_path: Path) -> None:
 
 
 def test_download_module_imports_nothing_heavy() -> None:
-    code = ("import sys, zoo.download, zoo.archive, zoo.sources, zoo.cache; "
+    code = ("import sys, zoo.store.download, zoo.store.archive, zoo.store.sources, zoo.store.cache; "
             "print([m for m in ('requests', 'huggingface_hub', 'tqdm', 'filelock', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -21,9 +21,9 @@ from conftest import DATA
 from servers import FakeHubServer
 from test_manifest import broken, write_manifest
 
-from zoo import download, hf_cache
-from zoo.index import load_index
-from zoo.manifest import FileEntry, ModelEntry
+from zoo.index.catalog import load_index
+from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.store import download, hf_cache
 
 MNIST = "mnist-8"
 LEGACY = "onnxmodelzoo/legacy_models"
@@ -227,7 +227,7 @@ def test_zoo_hf_cache_0_turns_reuse_off(hub: Hub, isolated_env: Path, monkeypatc
     assert hf_cache.adopt(*hub.entry("acme-hf-1")) is None and not isolated_env.exists()
 
 
-@pytest.mark.skipif(not HOOKED, reason="needs the hf_cache.adopt hook in zoo.download.fetch")
+@pytest.mark.skipif(not HOOKED, reason="needs the hf_cache.adopt hook in zoo.store.download.fetch")
 def test_offline_pull_reuses_the_hf_cache(hub: Hub, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from zoo.cli import cli
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from zoo.errors import ImageError
-from zoo.images import open_image
+from zoo.pipeline.images import open_image
 
 
 def save(img: Image.Image, path: Path, **kwargs) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import OpsetError, UnknownModelError
-from zoo.index import load_index
+from zoo.index.catalog import load_index
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zoo import labels
-from zoo.index import load_index
+from zoo.index import labels
+from zoo.index.catalog import load_index
 
 # How many labels each set must hold, and the classifier output width it serves.
 EXPECTED = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo.errors import ManifestError
-from zoo.index import builtin_manifest_dir, load_index, read_manifest_file
+from zoo.index.catalog import builtin_manifest_dir, load_index, read_manifest_file
 
 GOOD_MODEL = {
     "id": "acme-net-1",

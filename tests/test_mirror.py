@@ -29,11 +29,11 @@ from test_imports import HEAVY
 from test_manifest import broken, write_manifest
 
 import zoo
-from zoo import download
 from zoo.cli import cli
-from zoo.cli_mirror import mirror
-from zoo.index import load_index
-from zoo.mirror import INDEX_NAME, DiskFile, MirrorFile, MirrorState, Selection, plan_export
+from zoo.cli.mirror import mirror
+from zoo.index.catalog import load_index
+from zoo.store import download
+from zoo.store.mirror import INDEX_NAME, DiskFile, MirrorFile, MirrorState, Selection, plan_export
 
 REAL = ("mnist-8", "mobilenetv2-12-int8")
 
@@ -304,7 +304,7 @@ def test_plan_decides_from_facts_alone(on_disk: DiskFile | None, recorded: Mirro
 
 
 def test_importing_the_cli_group_is_light() -> None:
-    code = ("import json, sys\nfrom zoo.cli_mirror import mirror\n"
+    code = ("import json, sys\nfrom zoo.cli.mirror import mirror\n"
             "try:\n    mirror(['export', '--help'])\nexcept SystemExit:\n    pass\n"
             f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -12,8 +12,8 @@ import pytest
 from conftest import DATA, need
 
 import zoo.api as zoo
-from zoo import download
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 OPENVINO = "OpenVINOExecutionProvider"
 pytestmark = pytest.mark.skipif(OPENVINO not in ort.get_available_providers(),

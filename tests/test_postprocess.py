@@ -17,13 +17,24 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from zoo import labels as label_sets
 from zoo.errors import ZooError
-from zoo.index import load_index
-from zoo.manifest import ModelEntry
-from zoo.postprocess import (DECODERS, Classification, Context, Detection, Embedding, ImageResult, RawOutputs,
-                             Segmentation, decode, nms, register)
-from zoo.preprocess import Geometry, Prepared
+from zoo.index import labels as label_sets
+from zoo.index.catalog import load_index
+from zoo.index.manifest import ModelEntry
+from zoo.pipeline.postprocess import (
+    DECODERS,
+    Classification,
+    Context,
+    Detection,
+    Embedding,
+    ImageResult,
+    RawOutputs,
+    Segmentation,
+    decode,
+    nms,
+    register,
+)
+from zoo.pipeline.preprocess import Geometry, Prepared
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -379,7 +390,7 @@ def test_every_manifest_kind_has_a_decoder() -> None:
 
 
 def _run_real(model_file: str, model_id: str, image: str):
-    from zoo import images, preprocess
+    from zoo.pipeline import images, preprocess
 
     e = entry(model_id)
     options = ort.SessionOptions()

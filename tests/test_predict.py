@@ -14,10 +14,10 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 import zoo.api as zoo
-from zoo import download
 from zoo.cli import cli
 from zoo.errors import InputError, ZooError
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 IMAGES = DATA / "images"
 

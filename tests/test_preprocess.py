@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo import preprocess
 from zoo.errors import ZooError
-from zoo.index import load_index
-from zoo.manifest import ImageRecipe, ResizeSpec
-from zoo.preprocess import Geometry, Prepared, prepare
+from zoo.index.catalog import load_index
+from zoo.index.manifest import ImageRecipe, ResizeSpec
+from zoo.pipeline import preprocess
+from zoo.pipeline.preprocess import Geometry, Prepared, prepare
 from zoo.runtime import numpy_dtype
 
 PHOTO = Image.fromarray(np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8))

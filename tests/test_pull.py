@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, need
-from servers import Fault, FakeHubServer, MirrorServer
+from servers import FakeHubServer, Fault, MirrorServer
 
 from zoo import hub
 from zoo.cli import cli
-from zoo.index import load_index
+from zoo.index.catalog import load_index
 
 MNIST = "mnist-8"
 

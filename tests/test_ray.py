@@ -26,9 +26,9 @@ from conftest import DATA, need
 
 import zoo
 import zoo.ray  # light: ray itself is imported only when a function needs it
-from zoo import download
 from zoo.errors import UnknownModelError, ZooError
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import download
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own settings
 

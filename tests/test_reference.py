@@ -13,7 +13,7 @@ from functools import lru_cache
 import pytest
 from conftest import REFERENCE, need
 
-from zoo.index import load_index
+from zoo.index.catalog import load_index
 
 # The reference's free-text resize methods, and the zoo method each becomes.
 RESIZE_METHODS = {

@@ -1,4 +1,4 @@
-"""zoo.sources: the order sources are tried in, and what each request carries."""
+"""zoo.store.sources: the order sources are tried in, and what each request carries."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from zoo.manifest import ModelEntry
-from zoo.sources import plan, request_headers, request_url
+from zoo.index.manifest import ModelEntry
+from zoo.store.sources import plan, request_headers, request_url
 
 DATA = b"model bytes"
 ZOO_PATH = "validated/vision/classification/mnist/model/mnist-8.onnx"

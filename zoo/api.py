@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import cache, sources
 from zoo.errors import ZooError
-from zoo.index import load_index
+from zoo.index.catalog import load_index
+from zoo.store import cache, sources
 
 __all__ = ["Model", "ModelInfo", "Prediction", "info", "list_models", "load", "load_index", "pull", "resolve",
            "search"]
-from zoo.manifest import ModelEntry
+from zoo.index.manifest import ModelEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def pull(name: str, opset: int | None = None, with_test_data: bool = False, *, m
 def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequence[str] = (), force: bool = False,
                progress: bool | None = None) -> list[Any]:
     """FetchResults for the model file (and test data, extracted) of one entry."""
-    from zoo import download
+    from zoo.store import download
 
     files = [entry.file] + ([entry.test_data] if with_test_data and entry.test_data else [])
     results = []
@@ -81,7 +81,7 @@ def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequ
         plan = sources.plan(entry, file, extra_mirrors=mirrors)
         results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress))
     if with_test_data and entry.test_data is not None and (results[1].downloaded or not test_data_dir(entry).is_dir()):
-        from zoo import archive
+        from zoo.store import archive
 
         archive.safe_extract(results[1].path, test_data_dir(entry))
     return results
@@ -159,7 +159,7 @@ class Model:
 
     def preprocess(self, image: Any) -> dict[str, Any]:
         """Feeds for one image (batch axis added where the model has one)."""
-        from zoo import images
+        from zoo.pipeline import images
 
         prepared = self._prepare(images.open_image(image))
         return self._feeds([prepared])
@@ -215,7 +215,7 @@ class Model:
         return self.recipe is None and len(inputs) == 1 and len(inputs[0].shape) == 2
 
     def _prepare(self, img: Any) -> Any:
-        from zoo import preprocess
+        from zoo.pipeline import preprocess
 
         if self.recipe is None:
             raise self._needs_recipe()
@@ -250,7 +250,7 @@ class Model:
 
 
 def preprocess_names() -> list[str]:
-    from zoo import preprocess
+    from zoo.pipeline import preprocess
 
     return preprocess.names()
 
@@ -266,8 +266,9 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
     that round differently (shufflenet-v2-12-qdq then calls a banana a hotdog), so
     they get "basic" unless asked otherwise.
     """
-    from zoo import labels as label_sets
-    from zoo import preprocess, runtime
+    from zoo import runtime
+    from zoo.index import labels as label_sets
+    from zoo.pipeline import preprocess
 
     entry, path = _locate(name_or_path, opset, progress)
     if optimization is None:

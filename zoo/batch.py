@@ -51,7 +51,7 @@ def list_inputs(sources: Iterable[str | Path], *, recursive: bool = False, patte
 
 
 def _prepare(model: Model, item: Any) -> Any:
-    from zoo import images
+    from zoo.pipeline import images
 
     return model._prepare(images.open_image(item))
 
@@ -59,7 +59,7 @@ def _prepare(model: Model, item: Any) -> Any:
 def predict_iter(model: Model, items: Iterable[Any], *, batch_size: int = 16, workers: int | None = None,
                  topk: int | None = None, score_threshold: float | None = None) -> Iterator[Prediction | Failure]:
     """Yield one Prediction (or Failure) per item, in input order."""
-    from zoo.images import describe
+    from zoo.pipeline.images import describe
     from zoo.predict import max_batch, run_group
 
     limit = max(1, min(batch_size, max_batch(model)))

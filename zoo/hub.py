@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import api, cache
+from zoo import api
 from zoo.errors import ZooError
-from zoo.manifest import ModelEntry
+from zoo.index.manifest import ModelEntry
+from zoo.store import cache
 
 DEFAULT_REPO = "onnx/models:main"
 

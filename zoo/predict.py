@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo.manifest import PostprocessSpec
+from zoo.index.manifest import PostprocessSpec
 
 if TYPE_CHECKING:
     from zoo.api import Model, Prediction
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def predict(model: Model, items: Sequence[Any], *, topk: int | None, score_threshold: float | None) -> list[Prediction]:
     """One Prediction per item, in order."""
-    from zoo import images
+    from zoo.pipeline import images
 
     if model._is_tabular():
         return _predict_tabular(model, items)
@@ -49,9 +49,9 @@ def _batches(model: Model, prepared: list[tuple[Any, Any]]) -> Iterator[list[tup
 def run_group(model: Model, group: list[tuple[Any, Any]], *, topk: int | None,
                score_threshold: float | None) -> list[Prediction]:
     """Run one batch of (item, Prepared) pairs; one Prediction per item."""
-    from zoo import postprocess
     from zoo.api import Prediction
-    from zoo.images import describe
+    from zoo.pipeline import postprocess
+    from zoo.pipeline.images import describe
 
     prepared = [p for _, p in group]
     outputs = model.run(model._feeds(prepared))
@@ -78,8 +78,8 @@ def guess_spec(model: Model, outputs: dict[str, Any]) -> PostprocessSpec:
 def _predict_tabular(model: Model, items: Sequence[Any]) -> list[Prediction]:
     import numpy as np
 
-    from zoo import tabular
     from zoo.api import Prediction
+    from zoo.pipeline import tabular
 
     meta = model._input_metas[0]
     rows = []
@@ -94,7 +94,7 @@ def _predict_tabular(model: Model, items: Sequence[Any]) -> list[Prediction]:
     decoded = tabular.decode(outputs, len(table))
     name = str(items[0]) if len(items) == 1 and isinstance(items[0], str) else "<array>"
     if decoded is None:
-        from zoo import postprocess
+        from zoo.pipeline import postprocess
 
         return [Prediction(name, model.name, model.report.primary, "tensor",
                            postprocess.RawOutputs({k: np.asarray(v) for k, v in outputs.items()}))]

@@ -221,8 +221,9 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     """
     import click
 
-    from zoo import batch, render
+    from zoo import batch
     from zoo.api import Prediction
+    from zoo.pipeline import render
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")

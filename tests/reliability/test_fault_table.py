@@ -26,7 +26,7 @@ from reliability_helpers import (
 )
 from servers import Fault
 
-from zoo.download import MAX_REDIRECTS
+from zoo.store.download import MAX_REDIRECTS
 
 MODEL = synthetic("rel-fault-1", 2 * MIB + 4321, seed=1)  # three 1 MiB chunks
 CUT = MIB + MIB // 2  # inside the second chunk: the first MiB reaches the partial, the rest is lost

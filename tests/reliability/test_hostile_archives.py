@@ -1,7 +1,7 @@
 """Hostile test-data archives: refused with a clear error, nothing written outside, no half-extracted folder.
 
 End to end: the archive is a model's test data (its sha256 in a user manifest, so it downloads and
-verifies) reached by `zoo pull --with-test-data` or `zoo cache import`. Directly: zoo.archive.safe_extract
+verifies) reached by `zoo pull --with-test-data` or `zoo cache import`. Directly: zoo.store.archive.safe_extract
 on cases tests/test_download.py does not cover, each with a previous extraction in place that must survive.
 Hostile members carry "ESCAPED" in their name or target, so a trace of one anywhere is easy to find; in
 mixed archives they come last, after good members, so a half extraction would show.
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from reliability_helpers import Mirror, Model, assert_cache_clean, assert_clear_error, use_models, zoo
 
-from zoo.archive import MAX_SIZE, safe_extract
 from zoo.errors import DownloadError
+from zoo.store.archive import MAX_SIZE, safe_extract
 
 GOOD = [("test_data_set_0", tarfile.DIRTYPE, ""), ("test_data_set_0/input_0.pb", tarfile.REGTYPE, "")]
 

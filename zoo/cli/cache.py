@@ -1,7 +1,7 @@
 """`zoo cache`: inspect, verify, import and clean the local cache. Parse, call, render; nothing else.
 
 Results go to stdout, notes and warnings to stderr. Destructive commands show
-a plan (zoo.cache_plan) and ask before executing it; --dry-run stops at the plan.
+a plan (zoo.store.cache_plan) and ask before executing it; --dry-run stops at the plan.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, table
+
 if TYPE_CHECKING:
-    from zoo.cache_plan import DeletePlan
-    from zoo.cache_scan import CacheInfo
+    from zoo.store.cache_plan import DeletePlan
+    from zoo.store.cache_scan import CacheInfo
 
 
 @click.group("cache", context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,9 +36,6 @@ def cache() -> None:
     """
 
 
-# zoo.cli imports this module at its bottom to attach `cache`. When this module is imported first, the line
-# below runs zoo.cli, which comes back here for `cache`: so the group is defined above, before this import.
-from zoo.cli import EPILOG, _emit_json, _human_size, _table, handle_errors, json_option  # noqa: E402
 
 cache.epilog = EPILOG
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -64,7 +63,7 @@ def dry_run_options(func: Any) -> Any:
 
 
 def _scan() -> CacheInfo:
-    from zoo.cache_scan import scan
+    from zoo.store.cache_scan import scan
 
     info = scan()
     for warning in info.warnings:
@@ -103,7 +102,7 @@ def dir_cmd() -> None:
     Example:
       du -sh "$(zoo cache dir)"
     """
-    from zoo.cache import home
+    from zoo.store.cache import home
 
     click.echo(str(home()))
 
@@ -121,26 +120,26 @@ def ls(as_json: bool) -> None:
     """
     info = _scan()
     if as_json:
-        _emit_json(info.to_dict())
+        emit_json(info.to_dict())
         return
     if info.entries:
-        rows = [[e.model_id or "-", e.kind, _human_size(e.size), str(e.path)] for e in info.entries]
-        click.echo(_table(rows, ["ID", "KIND", "SIZE", "PATH"]))
+        rows = [[e.model_id or "-", e.kind, human_size(e.size), str(e.path)] for e in info.entries]
+        click.echo(table(rows, ["ID", "KIND", "SIZE", "PATH"]))
     else:
         click.echo(f"no models cached in {info.root}", err=True)
     sections = [
-        ("partial downloads", [[", ".join(p.model_ids) or "-", f"{_human_size(p.size)} of "
-                                + (_human_size(p.expected_size) if p.expected_size else "?"), str(p.path)]
+        ("partial downloads", [[", ".join(p.model_ids) or "-", f"{human_size(p.size)} of "
+                                + (human_size(p.expected_size) if p.expected_size else "?"), str(p.path)]
                                for p in info.partials]),
         ("stale views (`zoo cache prune` removes them)", [[s.model_id or "-", s.reason, str(s.path)]
                                                           for s in info.stale_views]),
-        ("optimised models", [[o.key[:16], _human_size(o.size), str(o.path)] for o in info.optimized]),
-        ("leftover temp files", [[t.reason, _human_size(t.size), str(t.path)] for t in info.temp_files]),
+        ("optimised models", [[o.key[:16], human_size(o.size), str(o.path)] for o in info.optimized]),
+        ("leftover temp files", [[t.reason, human_size(t.size), str(t.path)] for t in info.temp_files]),
     ]
     for title, rows in sections:
         if rows:
             click.echo(f"\n{title}:\n" + "\n".join("  " + "  ".join(row) for row in rows))
-    click.echo(f"\ntotal: {_human_size(info.size)} ({info.size} bytes) in {info.root}")
+    click.echo(f"\ntotal: {human_size(info.size)} ({info.size} bytes) in {info.root}")
 
 
 @cache.command(epilog=EPILOG)
@@ -159,8 +158,8 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
       zoo cache verify
       zoo cache verify mnist resnet50 --json
     """
-    from zoo import cache_plan
     from zoo.errors import DownloadError
+    from zoo.store import cache_plan
 
     info = _scan()
     entries = list(info.entries)
@@ -171,7 +170,7 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"note: {model_id} is not cached; nothing to verify", err=True)
     results = cache_plan.verify(info.root, entries, log=lambda m: click.echo(m, err=True))
     if as_json:
-        _emit_json([r.to_dict() for r in results])
+        emit_json([r.to_dict() for r in results])
     else:
         click.echo("\n".join(_verify_lines(r) for r in results))
     bad = [r for r in results if not r.ok]
@@ -199,9 +198,9 @@ def _verify_lines(r: Any) -> str:
 
 
 def _render_plan(plan: DeletePlan) -> str:
-    rows = [[i.what, i.model_id or "-", _human_size(i.size), str(i.path)] for i in plan.items]
-    return (_table(rows, ["WHAT", "ID", "SIZE", "PATH"])
-            + f"\n{plan.description}: {_paths(len(plan.items))}, {_human_size(plan.size)} ({plan.size} bytes)")
+    rows = [[i.what, i.model_id or "-", human_size(i.size), str(i.path)] for i in plan.items]
+    return (table(rows, ["WHAT", "ID", "SIZE", "PATH"])
+            + f"\n{plan.description}: {_paths(len(plan.items))}, {human_size(plan.size)} ({plan.size} bytes)")
 
 
 def _paths(n: int) -> str:
@@ -214,7 +213,7 @@ def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, emp
         click.echo(f"note: {note}", err=True)
     if not plan.items or dry_run:
         if as_json:
-            _emit_json(plan.to_dict())
+            emit_json(plan.to_dict())
         elif plan.items:
             click.echo(_render_plan(plan))
         click.echo("dry run: nothing was deleted" if plan.items else empty, err=True)
@@ -228,9 +227,9 @@ def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, emp
         if why != "already gone":
             click.echo(f"warning: kept {item.path}: {why}", err=True)
     if as_json:
-        _emit_json(result.to_dict())
+        emit_json(result.to_dict())
     else:
-        click.echo(f"deleted {_paths(len(result.deleted))}, freed {_human_size(result.freed)} ({result.freed} bytes)")
+        click.echo(f"deleted {_paths(len(result.deleted))}, freed {human_size(result.freed)} ({result.freed} bytes)")
 
 
 @cache.command(epilog=EPILOG)
@@ -248,7 +247,7 @@ def rm(names: tuple[str, ...], dry_run: bool, yes: bool, as_json: bool) -> None:
       zoo cache rm resnet50 --dry-run
       zoo cache rm resnet50 mnist-8 --yes
     """
-    from zoo import cache_plan
+    from zoo.store import cache_plan
 
     info = _scan()
     ids = _resolve(names, info)
@@ -273,7 +272,7 @@ def prune(older_than: timedelta | None, dry_run: bool, yes: bool, as_json: bool)
       zoo cache prune --dry-run
       zoo cache prune --older-than 30d --yes
     """
-    from zoo import cache_plan
+    from zoo.store import cache_plan
 
     plan = cache_plan.plan_prune(_scan(), older_than=older_than)
     _carry_out(plan, dry_run=dry_run, yes=yes, as_json=as_json, empty="nothing to prune")
@@ -293,12 +292,12 @@ def clear(dry_run: bool, yes: bool, as_json: bool) -> None:
       zoo cache clear --dry-run
       zoo cache clear --yes
     """
-    from zoo import cache_plan
     from zoo.errors import ZooError
+    from zoo.store import cache_plan
 
     info = _scan()
     if not (yes or dry_run):
-        raise ZooError(f"refusing to clear the cache at {info.root} ({_human_size(info.size)}) without --yes",
+        raise ZooError(f"refusing to clear the cache at {info.root} ({human_size(info.size)}) without --yes",
                        hint="see what would go with `zoo cache clear --dry-run`, then run `zoo cache clear --yes`")
     empty = f"the cache at {info.root} is already empty"
     plan = cache_plan.plan_clear(info) if info.root.is_dir() else cache_plan.DeletePlan(info.root, (), "clear")
@@ -324,8 +323,9 @@ def import_cmd(files: tuple[Path, ...], model_id: str | None, as_json: bool) -> 
       zoo cache import ~/Downloads/mnist-8.onnx
       zoo cache import model.onnx --id resnet50
     """
-    from zoo import api, cache_import
+    from zoo import api
     from zoo.errors import ZooError
+    from zoo.store import cache_import
 
     index = api.load_index()
     entry = None
@@ -341,7 +341,7 @@ def import_cmd(files: tuple[Path, ...], model_id: str | None, as_json: bool) -> 
         except ZooError as exc:
             failures.append(exc)
     if as_json:
-        _emit_json([r.to_dict() for r in done])
+        emit_json([r.to_dict() for r in done])
     else:
         for result in done:
             for fetched, kind in zip(result.files, result.kinds):

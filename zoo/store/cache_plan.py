@@ -26,9 +26,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo import cache
-from zoo.cache_scan import CacheInfo, CachedFile, scan
-from zoo.hashing import sha256_file
+from zoo.store import cache
+from zoo.store.cache_scan import CachedFile, CacheInfo, scan
+from zoo.store.hashing import sha256_file
 
 TEMP_GRACE = 3600.0  # seconds: a younger temp file may belong to a zoo process still writing it
 

@@ -16,10 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from zoo.errors import ManifestError, OpsetError, UnknownModelError
-from zoo.manifest import ModelEntry
+from zoo.index.manifest import ModelEntry
 
 SCHEMA_VERSION = 1
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # zoo/
 
 
 def builtin_manifest_dir() -> Path:

@@ -11,8 +11,8 @@
 Only verified bytes ever reach blobs/ (they are published with os.replace), so
 a blob's presence means it was verified.
 
-zoo.cache_scan describes what is there (scan() -> CacheInfo) without hashing
-or deleting anything; zoo.cache_plan decides and performs deletions,
+zoo.store.cache_scan describes what is there (scan() -> CacheInfo) without hashing
+or deleting anything; zoo.store.cache_plan decides and performs deletions,
 re-verification and imports.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import CacheError, ZooError
-from zoo.manifest import FileEntry, ModelEntry
+from zoo.index.manifest import FileEntry, ModelEntry
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -161,10 +161,10 @@ _SCAN_NAMES = frozenset({"scan", "CacheInfo", "CachedFile", "PartialFile", "Loos
 
 
 def __getattr__(name: str) -> Any:
-    # scan() and its records live in zoo.cache_scan (which imports this module), to keep both modules small;
-    # cache.scan(...) and `from zoo.cache import CacheInfo` still work, loaded on first use.
+    # scan() and its records live in zoo.store.cache_scan (which imports this module), to keep both modules small;
+    # cache.scan(...) and `from zoo.store.cache import CacheInfo` still work, loaded on first use.
     if name in _SCAN_NAMES:
-        from zoo import cache_scan
+        from zoo.store import cache_scan
 
         return getattr(cache_scan, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from zoo import cache, hf_cache
-from zoo.hashing import HashWriter, copy_hashing
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
-from zoo.manifest import FileEntry, ModelEntry
-from zoo.sources import Source, plan, request_headers, request_url
+from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.store import cache, hf_cache
+from zoo.store.hashing import HashWriter, copy_hashing
+from zoo.store.sources import Source, plan, request_headers, request_url
 
 if TYPE_CHECKING:
     import requests

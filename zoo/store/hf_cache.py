@@ -8,7 +8,7 @@ huggingface_hub keeps a file fetched from a repo as
       blobs/<etag>                         the bytes; an LFS file's etag is its sha256
 
 zoo's sources are onnxmodelzoo/legacy_models with the zoo path and onnxmodelzoo/<id> with <id>.onnx
-(zoo.sources.plan), so those are the places looked at. find() only looks (stat, no reading);
+(zoo.store.sources.plan), so those are the places looked at. find() only looks (stat, no reading);
 adopt() reads a candidate once, hashing it, and publishes it into zoo's blob store by hard link
 (else a copy made while hashing): no second download and, with a link, no second copy on disk.
 A candidate with the wrong bytes is never published; the log says which file and why.
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo import cache, sources
-from zoo.manifest import FileEntry, ModelEntry
-from zoo.hashing import copy_hashing, sha256_file
+from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.store import cache, sources
+from zoo.store.hashing import copy_hashing, sha256_file
 
 if TYPE_CHECKING:
-    from zoo.download import FetchResult
+    from zoo.store.download import FetchResult
 
 Log = Callable[[str], None]
 
@@ -141,7 +141,7 @@ def adopt(entry: ModelEntry, file: FileEntry, root: Path | None = None, *, log: 
     found = candidates(entry, file)
     if not found:
         return None
-    from zoo.download import FetchResult  # not at the top: download.fetch may import this module
+    from zoo.store.download import FetchResult  # not at the top: download.fetch may import this module
 
     root = root or cache.home()
     log = log or _log_to_stderr

@@ -4,7 +4,7 @@
 item: a list of Classification or Detection, a Segmentation, an ImageResult, an
 Embedding or RawOutputs. A decoder is `fn(spec, ctx) -> list` where ctx is a
 Context (outputs, batch, geometries, labels, caller options); add your own with
-`register()`. Box decoders live in zoo.detection. numpy and PIL are imported
+`register()`. Box decoders live in zoo.pipeline.detection. numpy and PIL are imported
 inside functions so `import zoo.cli` stays light.
 """
 
@@ -14,16 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoo import detection
-from zoo.detection import Detection, nms, softmax
 from zoo.errors import ZooError
+from zoo.pipeline import detection
+from zoo.pipeline.detection import Detection, nms, softmax
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from zoo.manifest import PostprocessSpec
-    from zoo.preprocess import Geometry, Prepared
+    from zoo.index.manifest import PostprocessSpec
+    from zoo.pipeline.preprocess import Geometry, Prepared
 
 __all__ = ["DECODERS", "Classification", "Context", "Detection", "Embedding", "ImageResult", "RawOutputs",
            "Segmentation", "decode", "nms", "register", "softmax"]
@@ -342,7 +342,7 @@ def decode(spec: PostprocessSpec, outputs: Mapping[str, Any], *, batch: int,
     fn = DECODERS.get(spec.kind)
     if fn is None:
         raise ZooError(f"no decoder for postprocess kind {spec.kind!r}",
-                       hint="register one with zoo.postprocess.register(kind, fn), or use model.run() "
+                       hint="register one with zoo.pipeline.postprocess.register(kind, fn), or use model.run() "
                             "for the raw outputs")
     if batch < 1:
         raise ZooError(f"batch must be at least 1, got {batch}")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import api
-from zoo.cli import EPILOG, _emit_json, _table, handle_errors, json_option, opset_option
+from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option, opset_option, table
 
 
 @click.command(epilog=EPILOG)
@@ -62,7 +62,8 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
       zoo predict shufflenet-v2-12-int8 photos/ -r -o results.jsonl --resume
       zoo predict shufflenet-v2-12-int8 photos/ --ray auto -o results.jsonl
     """
-    from zoo import batch, render
+    from zoo import batch
+    from zoo.pipeline import render
 
     if ray_address is not None:
         from zoo import ray as on_ray
@@ -84,7 +85,7 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
         return
     results = loaded.predict(list(inputs), topk=topk, score_threshold=score_threshold)
     if as_json:
-        _emit_json([r.to_dict() for r in results])
+        emit_json([r.to_dict() for r in results])
     else:
         click.echo("\n\n".join(render.text(r) for r in results))
     if save is not None:
@@ -99,7 +100,8 @@ def _predict_stream(loaded: Any, inputs: tuple[str, ...], *, recursive: bool, pa
 
     from tqdm import tqdm
 
-    from zoo import batch, render
+    from zoo import batch
+    from zoo.pipeline import render
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
@@ -130,7 +132,7 @@ def _predict_stream(loaded: Any, inputs: tuple[str, ...], *, recursive: bool, pa
 
 
 def _save_all(results: list[Any], out: Path) -> None:
-    from zoo import images, render
+    from zoo.pipeline import images, render
 
     for result in results:
         target = render.save_path(out, result, many=len(results) > 1)
@@ -170,7 +172,7 @@ def check(names: tuple[str, ...], opset: int | None, providers: str | None, test
         else:
             reports.append(api.load(name, opset=opset, providers=providers).check(test_data))
     if as_json:
-        _emit_json([r.to_dict() for r in reports])
+        emit_json([r.to_dict() for r in reports])
     else:
         for report in reports:
             _print_check(report)
@@ -188,7 +190,7 @@ def _print_check(report: Any) -> None:
              "-" if c.rank_correlation is None else f"{c.rank_correlation:.3f}",
              "-" if c.top1_expected is None else f"{c.top1_expected}/{c.top1_got}", "pass" if c.passed else "FAIL"]
             for c in report.checks]
-    click.echo(_table(rows, ["SET", "OUTPUT", "MODE", "MAX |DIFF|", "STEPS", "RANK RHO", "TOP1 EXP/GOT", "RESULT"]))
+    click.echo(table(rows, ["SET", "OUTPUT", "MODE", "MAX |DIFF|", "STEPS", "RANK RHO", "TOP1 EXP/GOT", "RESULT"]))
     for c in report.checks:
         for bound in c.failed:
             click.echo(f"  {c.set}/{c.output}: {bound}")
@@ -225,7 +227,7 @@ def bench(name: str, opset: int | None, providers: str | None, batch: int, threa
                             runs)
     result = engine.run(spec)
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return
     rows = []
     for key, label in (("load_cold_ms", "load, cold (ms)"), ("load_warm_ms", "load, warm (ms)"),
@@ -235,4 +237,4 @@ def bench(name: str, opset: int | None, providers: str | None, batch: int, threa
         rows.append([label, f"{result['zoo'][key]:.2f}", f"{result['raw_onnxruntime'][key]:.2f}",
                      "-" if ratio is None else f"{ratio:.2f}"])
     click.echo(f"{model}: batch {batch}, {runs} runs after {warmup} warm-up, on {result['zoo']['provider']}")
-    click.echo(_table(rows, ["", "ZOO", "RAW ORT", "ZOO/RAW"]))
+    click.echo(table(rows, ["", "ZOO", "RAW ORT", "ZOO/RAW"]))

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from zoo.manifest_reader import Reader as _Reader
-from zoo.manifest_reader import only as _only
-from zoo.manifest_reader import to_plain
+from zoo.index.manifest_reader import Reader as _Reader
+from zoo.index.manifest_reader import only as _only
+from zoo.index.manifest_reader import to_plain
 
 Layout = Literal["NCHW", "NHWC", "CHW", "HWC"]
 ChannelOrder = Literal["RGB", "BGR", "GRAY", "Y"]

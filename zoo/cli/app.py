@@ -1,97 +1,19 @@
-"""The `zoo` command line: parse, call the API, render. Nothing else."""
+"""The `zoo` group and its catalogue commands (list, search, info, pull, providers); the rest live beside it."""
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from zoo import api
-from zoo.errors import EXIT_UNEXPECTED, ZooError
-
-EPILOG = """\b
-Exit codes: 0 ok; 1 unexpected error; 2 bad usage or bad input (unknown
-model, unreadable file, bad manifest); 3 download or integrity failure;
-4 zoo check found outputs beyond tolerance.
-Set ZOO_DEBUG=1 (or pass --debug) to see tracebacks.
-"""
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def json_option(func: Callable) -> Callable:
-    """Shared --json flag: print the API's to_dict() data instead of a table."""
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(func)
-
-
-def opset_option(func: Callable) -> Callable:
-    return click.option(
-        "--opset", type=int, default=None, help="Choose the variant with this opset (default: highest)."
-    )(func)
-
-
-def handle_errors(func: Callable) -> Callable:
-    """Turn ZooError into a message on stderr and its exit code; no traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ZooError as exc:
-            if _debug():
-                raise
-            click.secho(f"error: {exc.what}", fg="red", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # click's own usage errors keep click's message and exit code (2)
-        except BrokenPipeError:
-            # stdout closed early (`zoo list | head`): stop quietly, as Unix tools do.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)
-        except Exception as exc:  # an unexpected failure is a bug: say so briefly
-            if _debug():
-                raise
-            click.echo(f"unexpected error: {type(exc).__name__}: {exc}", err=True)
-            click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
-            sys.exit(EXIT_UNEXPECTED)
-
-    return wrapper
-
-
-def _debug() -> bool:
-    return os.environ.get("ZOO_DEBUG", "") not in ("", "0")
-
-
-def _note(resolved_from: str | None) -> None:
-    if resolved_from:
-        click.echo(f"note: {resolved_from}", err=True)
+from zoo.cli.cache import cache as cache_group
+from zoo.cli.mirror import mirror
+from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, opset_option, table
+from zoo.cli.run import bench, check, predict
+from zoo.errors import ZooError
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,13 +34,13 @@ def cli(debug: bool) -> None:
 
 
 def _list_rows(entries: Iterable[Any]) -> tuple[list[list[str]], list[dict[str, Any]]]:
-    from zoo import cache
+    from zoo.store import cache
 
     root = cache.home()
     rows, dicts = [], []
     for e in entries:
         cached = cache.cached_path(e, root) is not None
-        rows.append([e.id, e.task, str(e.opset), _human_size(e.size), "yes" if cached else "-"])
+        rows.append([e.id, e.task, str(e.opset), human_size(e.size), "yes" if cached else "-"])
         dicts.append(
             {"id": e.id, "hub_name": e.hub_name, "aliases": list(e.aliases), "task": e.task, "family": e.family,
              "variant": e.variant, "opset": e.opset, "sha256": e.sha256, "bytes": e.size, "tags": list(e.tags),
@@ -130,11 +52,11 @@ def _list_rows(entries: Iterable[Any]) -> tuple[list[list[str]], list[dict[str, 
 def _print_listing(entries: list[Any], as_json: bool, empty: str) -> None:
     rows, dicts = _list_rows(entries)
     if as_json:
-        _emit_json(dicts)
+        emit_json(dicts)
     elif not rows:
         click.echo(empty, err=True)
     else:
-        click.echo(_table(rows, ["ID", "TASK", "OPSET", "SIZE", "CACHED"]))
+        click.echo(table(rows, ["ID", "TASK", "OPSET", "SIZE", "CACHED"]))
 
 
 @cli.command("list", epilog=EPILOG)
@@ -191,15 +113,15 @@ def info(name: str, opset: int | None, as_json: bool) -> None:
       zoo info alexnet --opset 7 --json
     """
     result = api.info(name, opset)
-    _note(result.resolved_from)
+    note(result.resolved_from)
     if as_json:
-        _emit_json(result.to_dict())
+        emit_json(result.to_dict())
         return
     e = result.entry
     lines = [
         ("id", e.id), ("hub name", e.hub_name), ("aliases", ", ".join(e.aliases) or "-"),
         ("family", e.family), ("task", e.task), ("variant", e.variant), ("opset", str(e.opset)),
-        ("file", e.file.path), ("sha256", e.sha256), ("size", f"{e.size} bytes ({_human_size(e.size)})"),
+        ("file", e.file.path), ("sha256", e.sha256), ("size", f"{e.size} bytes ({human_size(e.size)})"),
         ("test data", e.test_data.path if e.test_data else "-"), ("labels", e.labels or "-"),
         ("license", e.license or "-"), ("confidence", f"{e.confidence.level}: {e.confidence.reason}"),
     ]
@@ -265,7 +187,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
     entries = []
     for name in names:
         resolution = api.load_index().resolve(name, opset)
-        _note(resolution.note)
+        note(resolution.note)
         entries.append(resolution.entry)
 
     def one(entry: Any) -> dict[str, Any] | ZooError:
@@ -283,7 +205,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
         outcomes = list(pool.map(one, entries))
     done = [o for o in outcomes if isinstance(o, dict)]
     if as_json:
-        _emit_json(done)
+        emit_json(done)
     else:
         for item in done:
             click.echo(item["path"])
@@ -308,21 +230,16 @@ def providers(as_json: bool) -> None:
 
     rows = runtime.available()
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
-    table = [[str(r["rank"]), r["name"], ", ".join(f"{d['type']} ({d['vendor']})" for d in r["devices"]) or "-"]
+    cells = [[str(r["rank"]), r["name"], ", ".join(f"{d['type']} ({d['vendor']})" for d in r["devices"]) or "-"]
              for r in rows]
-    click.echo(_table(table, ["RANK", "PROVIDER", "DEVICES"]))
+    click.echo(table(cells, ["RANK", "PROVIDER", "DEVICES"]))
 
 
 def main() -> None:
     cli(prog_name="zoo")
 
 
-# Commands that live in their own modules; imported last because they reuse the helpers above.
-from zoo.cli_cache import cache  # noqa: E402
-from zoo.cli_mirror import mirror  # noqa: E402
-from zoo.cli_run import bench, check, predict  # noqa: E402
-
-for _command in (predict, check, bench, cache, mirror):
+for _command in (predict, check, bench, cache_group, mirror):
     cli.add_command(_command)

@@ -4,7 +4,7 @@ scan() never hashes, deletes or raises for a bad entry: it maps each blob to
 the index entries (model file or test data) with its sha256, finds partials,
 orphan blobs, stale views, optimised copies and leftover temp files, and
 collects what it cannot read or did not expect as warnings, as
-huggingface_hub's scan_cache_dir does. zoo.cache_plan decides what to delete.
+huggingface_hub's scan_cache_dir does. zoo.store.cache_plan decides what to delete.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo import cache
-from zoo.manifest import FileEntry, ModelEntry
+from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.store import cache
 
 Kind = Literal["model", "test-data", "orphan"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -173,7 +173,7 @@ def scan(root: Path | None = None, *, index_entries: Iterable[ModelEntry] | None
     if not root.is_dir():
         return CacheInfo(root, ())
     if index_entries is None:
-        from zoo.index import load_index
+        from zoo.index.catalog import load_index
 
         index_entries = load_index().entries
     found = _Scan(root, index_entries)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
-from zoo.manifest import FileEntry, ModelEntry
+from zoo.index.manifest import FileEntry, ModelEntry
 
 HF_ORG = "onnxmodelzoo"
 HF_LEGACY_REPO = f"{HF_ORG}/legacy_models"

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import cache
-from zoo.hashing import sha256_file
-from zoo.cache_scan import Kind
 from zoo.errors import CacheError, DownloadError
+from zoo.store import cache
+from zoo.store.cache_scan import Kind
+from zoo.store.hashing import sha256_file
 
 if TYPE_CHECKING:
-    from zoo.download import FetchResult
-    from zoo.manifest import FileEntry, ModelEntry
+    from zoo.index.manifest import FileEntry, ModelEntry
+    from zoo.store.download import FetchResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,8 @@ def import_local(path: Path, index_entries: Sequence[ModelEntry], *, entry: Mode
     A test-data archive is also extracted into extract_to(entry). Raises CacheError when `path` is not a
     file, DownloadError (the cache and the file left as they were) when it matches no model.
     """
-    from zoo import archive, download  # the CLI starts without them
+    from zoo.store import download  # the CLI starts without them
+    from zoo.store import archive
 
     path = Path(path)
     if not path.is_file():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from zoo.errors import ZooError
-from zoo.manifest import ImageRecipe, ResizeSpec
+from zoo.index.manifest import ImageRecipe, ResizeSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -250,7 +250,7 @@ def prepare(img: Image.Image, recipe: ImageRecipe | Step | str) -> Prepared:
         return run_recipe(img, recipe)
     out = recipe(img)
     if not isinstance(out, Prepared):
-        raise ZooError(f"recipe {recipe!r} returned {type(out).__name__}, not zoo.preprocess.Prepared")
+        raise ZooError(f"recipe {recipe!r} returned {type(out).__name__}, not zoo.pipeline.preprocess.Prepared")
     return out
 
 

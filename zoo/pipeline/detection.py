@@ -1,6 +1,6 @@
 """Box decoders: in-graph NMS outputs, YOLO grids, RetinaNet anchors, UltraFace; greedy NMS.
 
-Every decoder takes (spec, ctx) as zoo.postprocess.decode builds them and returns
+Every decoder takes (spec, ctx) as zoo.pipeline.postprocess.decode builds them and returns
 one list of Detection per batch item, best score first, boxes as x1, y1, x2, y2 in
 ORIGINAL image pixels (mapped back through the item's preprocess Geometry).
 numpy is imported inside the functions so `import zoo.cli` stays light.
@@ -16,9 +16,9 @@ from zoo.errors import ZooError
 if TYPE_CHECKING:
     import numpy as np
 
-    from zoo.manifest import PostprocessSpec
-    from zoo.postprocess import Context
-    from zoo.preprocess import Geometry
+    from zoo.index.manifest import PostprocessSpec
+    from zoo.pipeline.postprocess import Context
+    from zoo.pipeline.preprocess import Geometry
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def to_original(boxes: np.ndarray, spec: PostprocessSpec, geometry: Geometry | N
     if geometry is None:
         if coords == "normalized":
             raise ZooError(f"{spec.kind} boxes are normalized, and no image geometry was given to scale them",
-                           hint="pass geometries=[prepared.geometry] from zoo.preprocess.prepare()")
+                           hint="pass geometries=[prepared.geometry] from zoo.pipeline.preprocess.prepare()")
         return b
     if coords == "original-pixels":
         w, h = geometry.original

@@ -1,7 +1,7 @@
 """`zoo mirror`: share verified cached models as a static mirror. Parse, call, render; nothing else.
 
 Results go to stdout, notes and the serving hint to stderr. The export is planned
-(zoo.mirror) and then executed; --dry-run stops at the plan.
+(zoo.store.mirror) and then executed; --dry-run stops at the plan.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, table
+
 if TYPE_CHECKING:
-    from zoo.mirror import ExportPlan, ExportResult
+    from zoo.store.mirror import ExportPlan, ExportResult
 
 
 @click.group("mirror", context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,9 +29,6 @@ def mirror() -> None:
     """
 
 
-# zoo.cli imports this module at its bottom to attach `mirror`. When this module is imported first, the line
-# below runs zoo.cli, which comes back here for `mirror`: so the group is defined above, before this import.
-from zoo.cli import EPILOG, _emit_json, _human_size, _table, handle_errors, json_option  # noqa: E402
 
 mirror.epilog = EPILOG
 
@@ -57,7 +56,7 @@ def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bo
       ZOO_MIRROR=http://host:8000 zoo pull mnist-8 resnet50     # on another machine
       zoo mirror export /srv/zoo resnet50 mnist --with-test-data --dry-run
     """
-    from zoo import mirror as mirror_mod
+    from zoo.store import mirror as mirror_mod
 
     plan = mirror_mod.plan(dest, _resolve(names) if names else None, with_test_data=with_test_data)
     for note in plan.notes:
@@ -70,7 +69,7 @@ def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bo
         return
     result = plan.execute()
     if as_json:
-        _emit_json(result.to_dict())
+        emit_json(result.to_dict())
     else:
         _show_result(result)
 
@@ -91,21 +90,21 @@ def _resolve(names: Sequence[str]) -> list[str]:
 
 def _show_plan(plan: ExportPlan, as_json: bool) -> None:
     if as_json:
-        _emit_json(plan.to_dict())
+        emit_json(plan.to_dict())
     else:
-        rows = [[s.action, s.file.model_id, s.file.kind, _human_size(s.file.size), s.file.path] for s in plan.steps]
-        click.echo(_table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
+        rows = [[s.action, s.file.model_id, s.file.kind, human_size(s.file.size), s.file.path] for s in plan.steps]
+        click.echo(table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
     index = "would be updated" if plan.index_changed else "unchanged"
     click.echo(f"dry run: nothing was written ({len(plan.writes)} of {len(plan.steps)} files to write; "
                f"{plan.index} {index})", err=True)
 
 
 def _show_result(result: ExportResult) -> None:
-    rows = [[how, f.model_id, f.kind, _human_size(f.size), f.path] for f, how in result.files]
-    click.echo(_table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
+    rows = [[how, f.model_id, f.kind, human_size(f.size), f.path] for f, how in result.files]
+    click.echo(table(rows, ["ACTION", "ID", "KIND", "SIZE", "PATH"]))
     counts = {how: sum(1 for _, h in result.files if h == how) for how in ("hardlink", "copy", "kept")}
     click.echo(f"exported {len(result.files)} files to {result.dest}: {counts['hardlink']} hard-linked, "
-               f"{counts['copy']} copied ({_human_size(result.written_size)}), {counts['kept']} already there; "
+               f"{counts['copy']} copied ({human_size(result.written_size)}), {counts['kept']} already there; "
                f"{result.index} {'written' if result.index_written else 'unchanged'}", err=True)
     click.echo(f"serve it: python -m http.server -d {result.dest} 8000; "
                "then elsewhere: ZOO_MIRROR=http://HOST:8000 zoo pull NAME", err=True)

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from zoo.errors import DownloadError, ZooError
-from zoo.hashing import copy_hashing
+from zoo.store.hashing import copy_hashing
 
 if TYPE_CHECKING:
-    from zoo.cache_scan import CacheInfo, Kind
-    from zoo.manifest import FileEntry, ModelEntry
+    from zoo.index.manifest import FileEntry, ModelEntry
+    from zoo.store.cache_scan import CacheInfo, Kind
 
 INDEX_NAME = "zoo-mirror.json"
 INDEX_FORMAT = 1
@@ -278,8 +278,8 @@ def _action(f: MirrorFile, found: DiskFile | None, blob: DiskFile | None, record
 def plan(dest: Path, ids: Sequence[str] | None = None, *, with_test_data: bool = False,
          root: Path | None = None) -> ExportPlan:
     """Scan the cache and DIR and plan an export of `ids` (default: every cached model)."""
-    from zoo.cache_scan import scan
-    from zoo.index import load_index
+    from zoo.index.catalog import load_index
+    from zoo.store.cache_scan import scan
 
     entries = load_index().entries
     info = scan(root, index_entries=entries)

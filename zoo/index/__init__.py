@@ -1,0 +1,1 @@
+"""The index layer: manifests (frozen entries, parse + validate), label sets, name resolution."""

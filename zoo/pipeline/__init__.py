@@ -1,0 +1,1 @@
+"""The pipeline layer: safe image decoding, preprocessing recipes, postprocessing and decoders."""

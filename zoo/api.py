@@ -10,6 +10,7 @@ from typing import Any
 from zoo.errors import ZooError
 from zoo.index.catalog import load_index
 from zoo.store import cache, sources
+from zoo.store.pull import pull_entry, test_data_dir
 
 __all__ = ["Model", "ModelInfo", "Prediction", "info", "list_models", "load", "load_index", "pull", "resolve",
            "search"]
@@ -68,28 +69,6 @@ def pull(name: str, opset: int | None = None, with_test_data: bool = False, *, m
     """Download (or find in the cache) a model's verified file; returns its local path."""
     return pull_entry(resolve(name, opset), with_test_data=with_test_data, mirrors=mirrors, force=force,
                       progress=progress)[0].path
-
-
-def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequence[str] = (), force: bool = False,
-               progress: bool | None = None) -> list[Any]:
-    """FetchResults for the model file (and test data, extracted) of one entry."""
-    from zoo.store import download
-
-    files = [entry.file] + ([entry.test_data] if with_test_data and entry.test_data else [])
-    results = []
-    for file in files:
-        plan = sources.plan(entry, file, extra_mirrors=mirrors)
-        results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress))
-    if with_test_data and entry.test_data is not None and (results[1].downloaded or not test_data_dir(entry).is_dir()):
-        from zoo.store import archive
-
-        archive.safe_extract(results[1].path, test_data_dir(entry))
-    return results
-
-
-def test_data_dir(entry: ModelEntry) -> Path:
-    """Where a model's test-data archive is extracted."""
-    return cache.home() / "models" / entry.id / "test_data"
 
 
 @dataclass(frozen=True, slots=True)

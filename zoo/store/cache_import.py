@@ -58,8 +58,10 @@ def import_local(path: Path, index_entries: Sequence[ModelEntry], *, entry: Mode
     A test-data archive is also extracted into extract_to(entry). Raises CacheError when `path` is not a
     file, DownloadError (the cache and the file left as they were) when it matches no model.
     """
-    from zoo.store import download  # the CLI starts without them
-    from zoo.store import archive
+    from zoo.store import (
+        archive,
+        download,  # the CLI starts without them
+    )
 
     path = Path(path)
     if not path.is_file():

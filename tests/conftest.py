@@ -47,3 +47,10 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def json_lines(text: str) -> list[dict]:
+    """The objects of `zoo predict --json` output: one JSON object per line."""
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

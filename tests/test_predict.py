@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, need
+from conftest import DATA, json_lines, need
 from onnx import TensorProto, helper
 from PIL import Image
 
@@ -114,14 +116,14 @@ def test_cli_predict_acceptance(tmp_path: Path) -> None:
     seed("mobilenetv2-12-int8", "version-RFB-640")
     text = run_cli("predict", "mobilenetv2-12-int8", str(IMAGES / "frog.jpg")).stdout
     assert text.splitlines()[1].split()[:3] == ["1.", "tree", "frog"]
-    data = json.loads(run_cli("predict", "mobilenetv2-12-int8", str(IMAGES / "frog.jpg"), "--json",
+    data = json_lines(run_cli("predict", "mobilenetv2-12-int8", str(IMAGES / "frog.jpg"), "--json",
                               "--top-k", "3").stdout)
     assert list(data[0]) == ["input", "model", "provider", "task", "predictions"]
     # The score depends on the CPU's int8 kernels (0.979 with AVX2, 0.995 with VNNI): assert what holds on both.
     top = data[0]["predictions"]
     assert (top[0]["index"], top[0]["label"]) == (31, "tree frog") and top[0]["score"] > 0.5
     assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"] > 0
-    faces = json.loads(run_cli("predict", "ultraface", str(IMAGES / "ultraface_3.jpg"), "--json",
+    faces = json_lines(run_cli("predict", "ultraface", str(IMAGES / "ultraface_3.jpg"), "--json",
                                "--save", str(tmp_path / "out.png")).stdout)
     assert len(faces[0]["predictions"]) == 16 and len(faces[0]["predictions"][0]["box"]) == 4
     assert Image.open(tmp_path / "out.png").size == Image.open(IMAGES / "ultraface_3.jpg").size
@@ -138,13 +140,38 @@ def test_cli_predict_bad_image_exits_2(tmp_path: Path, content: bytes, words: st
     assert "Traceback" not in result.output
 
 
-def test_local_model_needs_recipe_then_works() -> None:
-    path = need(DATA / "models" / "mobilenetv2-12-int8.onnx")
+def unknown_copy(src: Path, dst: Path) -> Path:
+    """The same network with a changed doc string: a file no manifest knows by sha256."""
+    import onnx
+
+    proto = onnx.load(str(src))
+    proto.doc_string = "retrained in-house"
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_local_model_needs_recipe_then_works(tmp_path: Path) -> None:
+    path = unknown_copy(need(DATA / "models" / "mobilenetv2-12-int8.onnx"), tmp_path / "mine.onnx")
     result = run_cli("predict", str(path), str(IMAGES / "frog.jpg"), ok=False)
-    assert result.exit_code == 2 and "--recipe imagenet" in result.stderr
-    out = json.loads(run_cli("predict", str(path), str(IMAGES / "frog.jpg"), "--recipe", "imagenet",
+    assert result.exit_code == 2 and "--recipe" in result.stderr and "zoo info" in result.stderr
+    out = json_lines(run_cli("predict", str(path), str(IMAGES / "frog.jpg"), "--recipe", "imagenet",
                              "--labels", "imagenet1k", "--json").stdout)
-    assert out[0]["predictions"][0]["label"] == "tree frog" and out[0]["model"] == "mobilenetv2-12-int8.onnx"
+    assert out[0]["predictions"][0]["label"] == "tree frog" and out[0]["model"] == "mine.onnx"
+
+
+def test_a_zoo_file_downloaded_by_hand_gets_the_zoo_recipe(tmp_path: Path) -> None:
+    """Found by sha256: recipe, labels and postprocessing of the manifest, with a note."""
+    path = tmp_path / "mobilenetv2-12-int8.onnx"
+    shutil.copy(need(DATA / "models" / "mobilenetv2-12-int8.onnx"), path)
+    result = run_cli("predict", str(path), str(IMAGES / "frog.jpg"), "--json")
+    row = json_lines(result.stdout)[0]
+    assert row["model"] == "mobilenetv2-12-int8" and row["predictions"][0]["label"] == "tree frog"
+    assert f"note: {path} is zoo model mobilenetv2-12-int8" in result.stderr
+    # Hashed once: the second load finds the remembered sha256 (same path, size, mtime, inode).
+    records = list((Path(os.environ["ZOO_HOME"]) / "fingerprints").glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["sha256"] == zoo.resolve(
+        "mobilenetv2-12-int8").sha256
+    assert zoo.load(str(path)).entry.id == "mobilenetv2-12-int8"
 
 
 def iris_model(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -173,10 +200,10 @@ def test_sklearn_iris_round_trip(tmp_path: Path) -> None:
     csv = tmp_path / "rows.csv"
     csv.write_text("sepal_length,sepal_width,petal_length,petal_width\n" +
                    "\n".join(",".join(str(v) for v in row) for row in x[[0, 60, 120]]))
-    out = json.loads(run_cli("predict", str(path), str(csv), "--json").stdout)
+    out = json_lines(run_cli("predict", str(path), str(csv), "--json").stdout)
     assert [d["predictions"][0]["label"] for d in out] == expected[[0, 60, 120]].tolist()
     np.save(tmp_path / "rows.npy", x[:2])
-    assert len(json.loads(run_cli("predict", str(path), str(tmp_path / "rows.npy"), "--json").stdout)) == 2
+    assert len(json_lines(run_cli("predict", str(path), str(tmp_path / "rows.npy"), "--json").stdout)) == 2
     with pytest.raises(InputError, match=r"shape \[1, 3\], the model expects \[None, 4\]"):
         model.predict(np.zeros(3, dtype=np.float32))
 

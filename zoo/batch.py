@@ -1,39 +1,27 @@
-"""Streaming prediction over many inputs: decode in threads, batch, run, write as it goes.
+"""File I/O of many-input runs: list the inputs, write result rows as they come, resume.
 
-Memory stays bounded whatever the number of inputs: only a window of decoded
-images (a few batches) exists at a time. Results come out in input order; an
-unreadable input becomes a Failure row instead of stopping the run.
+Rows must round-trip any file name: names that are not valid UTF-8 (kept by Python as
+surrogate escapes) and names holding newlines or quotes. JSONL rows fall back to ASCII
+escapes for such names (still standard JSON); CSV files keep the name's own bytes and
+quote fields, and a torn last record is trimmed at the last record boundary outside quotes.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from zoo.errors import InputError, ZooError
+from zoo.errors import InputError
+from zoo.prediction import Failure, Result
 
-if TYPE_CHECKING:
-    from zoo.api import Model, Prediction
+__all__ = ["IMAGE_SUFFIXES", "Failure", "ResultWriter", "check_output_file", "done_inputs", "dumps_row", "list_inputs"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """An input that could not be predicted, and why."""
-
-    input: str
-    model: str
-    error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "model": self.model, "error": self.error}
 
 
 def list_inputs(sources: Iterable[str | Path], *, recursive: bool = False, pattern: str | None = None) -> list[str]:
@@ -50,87 +38,60 @@ def list_inputs(sources: Iterable[str | Path], *, recursive: bool = False, patte
     return out
 
 
-def _prepare(model: Model, item: Any) -> Any:
-    from zoo.pipeline import images
-
-    return model._prepare(images.open_image(item))
-
-
-def predict_iter(model: Model, items: Iterable[Any], *, batch_size: int = 16, workers: int | None = None,
-                 topk: int | None = None, score_threshold: float | None = None) -> Iterator[Prediction | Failure]:
-    """Yield one Prediction (or Failure) per item, in input order."""
-    from zoo.pipeline.images import describe
-    from zoo.predict import max_batch, run_group
-
-    limit = max(1, min(batch_size, max_batch(model)))
-    workers = workers or min(4, os.cpu_count() or 1)
-    source = iter(items)
-    pending: deque[tuple[Any, Future]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="zoo-decode") as pool:
-        def refill() -> None:
-            while len(pending) < 2 * limit + workers:
-                item = next(source, _END)
-                if item is _END:
-                    return
-                pending.append((item, pool.submit(_prepare, model, item)))
-
-        refill()
-        while pending:
-            group: list[tuple[Any, Any]] = []
-            while pending and len(group) < limit:
-                item, future = pending[0]
-                try:
-                    prepared = future.result()
-                except ZooError as exc:
-                    if group:
-                        break  # run what we have first, to keep input order
-                    pending.popleft()
-                    refill()
-                    yield Failure(describe(item), model.name, exc.what)
-                    continue
-                if group and prepared.tensor.shape != group[0][1].tensor.shape:
-                    break
-                pending.popleft()
-                group.append((item, prepared))
-                refill()
-            if group:
-                yield from run_group(model, group, topk=topk, score_threshold=score_threshold)
-
-
-_END = object()
-
-
 class ResultWriter:
     """Append result rows to a .jsonl or .csv file, flushed as they come."""
 
     CSV_FIELDS = ("input", "model", "provider", "task", "top_index", "top_label", "top_score", "predictions", "error")
 
     def __init__(self, path: Path, *, append: bool) -> None:
-        if path.suffix not in (".jsonl", ".csv"):
-            raise InputError(f"unsupported output file {path}", expected=["a .jsonl or .csv file name"])
+        check_output_file(path)
         self.path = path
         if append:
             _trim_torn_tail(path)
         fresh = not append or not path.exists() or path.stat().st_size == 0
-        self.handle = open(path, "a" if append else "w", encoding="utf-8", newline="")
-        self.csv = None
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read back the same.
+        self.handle = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")
+        self.csv: csv.DictWriter[str] | None = None
         if path.suffix == ".csv":
-            import csv
-
             self.csv = csv.DictWriter(self.handle, self.CSV_FIELDS)
             if fresh:
                 self.csv.writeheader()
 
-    def write(self, result: Any) -> None:
+    def write(self, result: Result) -> None:
         row = result.to_dict()
         if self.csv is None:
-            self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.handle.write(dumps_row(row) + "\n")
         else:
             self.csv.writerow(_csv_row(row))
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse an output file zoo cannot write, before any work starts."""
+    if not str(path) or path.suffix not in (".jsonl", ".csv"):
+        raise InputError(f"unsupported output file {str(path)!r}", expected=["a .jsonl or .csv file name"])
+    if path.is_dir():
+        raise InputError(f"the output {path} is a folder", expected=["a .jsonl or .csv file name inside a folder"])
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"the folder of the output file {path} does not exist",
+                         expected=[f"an existing folder (mkdir -p {parent})"])
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write the output file {path}: permission denied",
+                         expected=["a file in a folder you can write to"])
+
+
+def dumps_row(row: dict[str, Any]) -> str:
+    """One JSON line; ASCII escapes when a value (a non-UTF-8 file name) cannot be written as UTF-8."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row, ensure_ascii=True)
+    return text
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -143,30 +104,46 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def done_inputs(path: Path) -> set[str]:
-    """Inputs already present in an output file (for --resume); a torn last line is ignored."""
+    """Inputs already present in an output file (for --resume); a torn last record is ignored."""
     if not path.exists():
         return set()
-    if path.suffix == ".csv":
-        import csv
-
-        with open(path, encoding="utf-8", newline="") as handle:
-            return {row["input"] for row in csv.DictReader(handle) if row.get("input")}
-    done = set()
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        if path.suffix == ".csv":
+            text = handle.read()
+            complete = text[:_last_record_end(text)]
+            return {row["input"] for row in csv.DictReader(io.StringIO(complete, newline="")) if row.get("input")}
+        done = set()
         for line in handle:
             try:
                 done.add(json.loads(line)["input"])
             except (ValueError, KeyError, TypeError):
                 continue
-    return done
+        return done
+
+
+def _last_record_end(text: str) -> int:
+    """Where the last complete CSV record ends: after the last newline outside quotes."""
+    end, quoted = 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted  # a doubled quote inside a field toggles twice: still inside
+        elif ch == "\n" and not quoted:
+            end = i + 1
+    return end
 
 
 def _trim_torn_tail(path: Path) -> None:
-    """Drop a last line cut short by an interrupted run, so appended rows start on a fresh line."""
+    """Drop a last record cut short by an interrupted run, so appended rows start on a fresh one."""
     if not path.exists() or path.stat().st_size == 0:
         return
     with open(path, "rb+") as handle:
         data = handle.read()
-        if data.endswith(b"\n"):
+        if path.suffix == ".csv":
+            text = data.decode("utf-8", errors="surrogateescape")
+            keep = len(text[:_last_record_end(text)].encode("utf-8", errors="surrogateescape"))
+        elif data.endswith(b"\n"):
             return
-        handle.truncate(data.rfind(b"\n") + 1)
+        else:
+            keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            handle.truncate(keep)

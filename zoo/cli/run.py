@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from zoo import api
-from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option, opset_option, table
+from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option, note, opset_option, table
+from zoo.errors import EXIT_USAGE
+from zoo.prediction import Failure, Prediction, Result
 
 
 @click.command(epilog=EPILOG)
@@ -63,81 +65,54 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
       zoo predict shufflenet-v2-12-int8 photos/ --ray auto -o results.jsonl
     """
     from zoo import batch
-    from zoo.pipeline import render
-
-    if ray_address is not None:
-        from zoo import ray as on_ray
-
-        if save is not None:
-            raise click.UsageError("--save does not combine with --ray; write rows with --output instead")
-        on_ray.run_cli(model, batch.list_inputs(inputs, recursive=recursive, pattern=pattern), ray_address, output,
-                       as_json, batch_size, topk, resume=resume, score_threshold=score_threshold, opset=opset,
-                       providers=providers, recipe=recipe, labels=labels_file, threads=threads,
-                       strict_provider=strict_provider)
-        return
-    streaming = output is not None or resume or any(Path(i).is_dir() for i in inputs)
-    loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file, threads=threads,
-                      strict_provider=strict_provider, progress=False if quiet else None,
-                      spinning=False if streaming else None)
-    if streaming:
-        _predict_stream(loaded, inputs, recursive=recursive, pattern=pattern, batch_size=batch_size, output=output,
-                        resume=resume, quiet=quiet, as_json=as_json, topk=topk, score_threshold=score_threshold)
-        return
-    results = loaded.predict(list(inputs), topk=topk, score_threshold=score_threshold)
-    if as_json:
-        emit_json([r.to_dict() for r in results])
-    else:
-        click.echo("\n\n".join(render.text(r) for r in results))
-    if save is not None:
-        _save_all(results, save)
-
-
-def _predict_stream(loaded: Any, inputs: tuple[str, ...], *, recursive: bool, pattern: str | None,
-                    batch_size: int, output: Path | None, resume: bool, quiet: bool, as_json: bool,
-                    topk: int | None, score_threshold: float | None) -> None:
-    """Folder mode: stream rows to --output (or stdout), with a progress bar and a summary."""
-    import sys as _sys
-
-    from tqdm import tqdm
-
-    from zoo import batch
-    from zoo.pipeline import render
+    from zoo.cli import rows
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
+    # Everything the user typed is checked before a model is downloaded or loaded.
+    rows.check_inputs(inputs)
     paths = batch.list_inputs(inputs, recursive=recursive, pattern=pattern)
+    many = len(paths) != 1 or len(inputs) != 1 or Path(inputs[0]).is_dir()
+    if output is not None:
+        batch.check_output_file(output)
+    if save is not None:
+        rows.check_save_target(save, many=many)
     done = batch.done_inputs(output) if resume and output is not None else set()
     todo = [p for p in paths if p not in done]
-    writer = batch.ResultWriter(output, append=resume) if output is not None else None
-    failures = 0
-    bar = tqdm(total=len(todo), unit="img", desc=loaded.name, file=_sys.stderr, mininterval=0.5,
-               disable=quiet or not _sys.stderr.isatty())
-    try:
-        for result in loaded.predict_iter(todo, batch_size=batch_size, topk=topk, score_threshold=score_threshold):
-            failures += isinstance(result, batch.Failure)
-            if writer is not None:
-                writer.write(result)
-            elif as_json:
-                click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-            else:
-                click.echo(render.text(result) if not isinstance(result, batch.Failure)
-                           else f"{result.input}  error: {result.error}")
-            bar.update(1)
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+    if ray_address is not None:
+        results = _ray_results(model, todo, ray_address, batch_size=batch_size, topk=topk,
+                               score_threshold=score_threshold, opset=opset, providers=providers, recipe=recipe,
+                               labels=labels_file, threads=threads, strict_provider=strict_provider)
+        name = model
+    else:
+        loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file,
+                          threads=threads, strict_provider=strict_provider, progress=False if quiet else None,
+                          spinning=False if len(todo) > 1 else None)
+        if not quiet:
+            note(loaded.note)
+        loaded.ensure_runnable()
+        if save is not None and loaded.runner.kind == "tabular":
+            raise click.UsageError("--save draws on images; a tabular model's rows have nothing to draw")
+        results = loaded.predict_iter(todo, batch_size=batch_size, topk=topk, score_threshold=score_threshold)
+        name = loaded.name
+    counts = rows.write_rows(results, total=len(todo), desc=name, output=output, resume=resume, as_json=as_json,
+                             save=save, many=many, quiet=quiet)
     skipped = f", {len(paths) - len(todo)} already in {output}" if done else ""
-    click.echo(f"{len(todo) - failures} predicted, {failures} error rows{skipped}", err=True)
+    if many or counts.failed or skipped:
+        click.echo(f"{counts.predicted} predicted, {counts.failed} error rows{skipped}", err=True)
+    if counts.failed:
+        sys.exit(EXIT_USAGE)
 
 
-def _save_all(results: list[Any], out: Path) -> None:
-    from zoo.pipeline import images, render
+def _ray_results(model: str, paths: list[str], address: str, **options: Any) -> Iterator[Result]:
+    """Rows from Ray workers, rebuilt as the Prediction/Failure rows the local path gives."""
+    from zoo import ray as on_ray
 
-    for result in results:
-        target = render.save_path(out, result, many=len(results) > 1)
-        render.annotated(result, images.open_image(result.input)).save(target)
-        click.echo(f"saved {target}", err=True)
+    for row in on_ray.iter_paths(model, paths, address=address, **options):
+        if row.get("error"):
+            yield Failure(str(row["input"]), str(row["model"]), str(row["error"]), row.get("hint"))
+        else:
+            yield Prediction.from_dict(row)
 
 
 @click.command(epilog=EPILOG)
@@ -167,6 +142,7 @@ def check(names: tuple[str, ...], opset: int | None, providers: str | None, test
 
     reports = []
     for name in names:
+        note(api.locate(name, opset).note)
         if all_providers:
             reports.extend(api.check_providers(name, opset=opset, test_data=test_data))
         else:
@@ -220,8 +196,13 @@ def bench(name: str, opset: int | None, providers: str | None, batch: int, threa
     from zoo import bench as engine
     from zoo.runtime import parse_providers
 
-    path = Path(name) if name.endswith(".onnx") else api.pull(name, opset)
-    model = str(path) if name.endswith(".onnx") else api.resolve(name, opset).id
+    located = api.locate(name, opset)
+    note(located.note)
+    if located.path is not None:
+        path, model = located.path.resolve(), str(located.path.resolve())
+    else:
+        assert located.entry is not None  # locate() gives an entry whenever it gives no path
+        path, model = api.pull_entry(located.entry)[0].path, located.entry.id
     chosen = parse_providers(providers)
     spec = engine.BenchSpec(model, str(path), None if chosen is None else tuple(chosen), batch, threads, warmup,
                             runs)
@@ -236,5 +217,6 @@ def bench(name: str, opset: int | None, providers: str | None, batch: int, threa
         ratio = result["ratio"][key]
         rows.append([label, f"{result['zoo'][key]:.2f}", f"{result['raw_onnxruntime'][key]:.2f}",
                      "-" if ratio is None else f"{ratio:.2f}"])
-    click.echo(f"{model}: batch {batch}, {runs} runs after {warmup} warm-up, on {result['zoo']['provider']}")
+    ran = f"batch {result['batch']}" + (f" (asked for {batch}: {result['batch_note']})" if result["batch_note"] else "")
+    click.echo(f"{model}: {ran}, {runs} runs after {warmup} warm-up, on {result['zoo']['provider']}")
     click.echo(table(rows, ["", "ZOO", "RAW ORT", "ZOO/RAW"]))

@@ -1,63 +1,125 @@
-"""Human renderings of predictions: text tables and annotated images for --save."""
+"""Human renderings of answers: text tables, notebook HTML, and annotated images for --save.
+
+Every function dispatches on the answer's type (zoo.pipeline.answers), never on dictionary keys.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import html as html_lib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from zoo.pipeline.answers import (
+    Answer,
+    Classes,
+    Detections,
+    Embedding,
+    ImageResult,
+    Plain,
+    RawOutputs,
+    Rows,
+    Segmentation,
+)
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
-    from zoo.api import Prediction
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a rendering says about where an answer came from."""
+
+    input: str
+    model: str
+    provider: str
+
+    def __str__(self) -> str:
+        return f"{self.input}  ({self.model} on {self.provider})"
 
 
-def text(pred: Prediction) -> str:
-    """A readable block for one prediction."""
-    head = f"{pred.input}  ({pred.model} on {pred.provider})"
-    d = pred.to_dict()["predictions"]
-    if isinstance(d, list) and d and "box" in d[0]:
-        rows = [f"  {p['label'] or p['index']:<20} {p['score']:.3f}  [{', '.join(f'{v:.0f}' for v in p['box'])}]"
-                for p in d]
-        return "\n".join([head, f"  {len(d)} detection(s)", *rows])
-    if isinstance(d, list) and d and "score" in d[0]:
-        rows = [f"  {i + 1}. {p['label'] if p['label'] is not None else p['index']:<28} {p['score']:.4f}"
-                f"  (class {p['index']})" for i, p in enumerate(d)]
-        return "\n".join([head, *rows])
-    if isinstance(d, list) and d and "probabilities" in d[0]:
-        p = d[0]
-        probs = ", ".join(f"{k}: {v:.3f}" for k, v in p["probabilities"].items())
-        return f"{head}\n  label {p['label']}" + (f"  ({probs})" if probs else "")
-    if isinstance(d, dict) and "shares" in d:
-        rows = [f"  {s['label'] or s['index']:<20} {100 * s['share']:5.1f}%" for s in d["shares"][:10]]
-        return "\n".join([head, *rows])
-    if isinstance(d, list) and not d:
-        return f"{head}\n  nothing found"
-    return f"{head}\n  {d}"
+def text(head: Header, answer: Answer) -> str:
+    """A readable block for one answer: the header line, then one line per class/object/row."""
+    return "\n".join([str(head), *_lines(answer)])
 
 
-def annotated(pred: Prediction, original: Image.Image) -> Image.Image:
-    """The image to save: output image, segmentation overlay, or boxes drawn on the original."""
+def _lines(answer: Answer) -> list[str]:
+    if isinstance(answer, Detections):
+        rows = [f"  {d.label or d.index:<20} {d.score:.3f}  [{', '.join(f'{v:.0f}' for v in d.box)}]"
+                for d in answer]
+        return [f"  {len(answer)} detection(s)" if answer else "  nothing found", *rows]
+    if isinstance(answer, Classes):
+        return [f"  {i + 1}. {c.label if c.label is not None else c.index:<28} {c.score:.4f}  (class {c.index})"
+                for i, c in enumerate(answer)]
+    if isinstance(answer, Rows):
+        out = []
+        for row in answer:
+            probs = ", ".join(f"{k}: {v:.3f}" for k, v in row.probabilities)
+            out.append(f"  label {_plain(row.label)}" + (f"  ({probs})" if probs else ""))
+        return out
+    if isinstance(answer, Segmentation):
+        return [f"  {label or index:<20} {100 * share:5.1f}%" for index, label, share in answer.shares[:10]]
+    if isinstance(answer, ImageResult):
+        return [f"  output image {answer.image.size[0]}x{answer.image.size[1]} {answer.image.mode}"
+                " (save it with --save OUT.png)"]
+    if isinstance(answer, Embedding):
+        return [f"  embedding, {answer.vector.size} values (L2-normalised)"]
+    if isinstance(answer, RawOutputs):
+        return [f"  {name}: {list(a.shape)} {a.dtype}" for name, a in answer.arrays.items()]
+    if isinstance(answer, Plain):
+        return [f"  {answer.data}"]
+    raise TypeError(f"no text rendering for {type(answer).__name__}")
+
+
+def _plain(value: object) -> object:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def has_picture(answer: Answer) -> bool:
+    """Whether annotated() can draw something for this answer."""
+    return isinstance(answer, Detections | Segmentation | ImageResult)
+
+
+def annotated(answer: Answer, original: Image.Image) -> Image.Image:
+    """The image to save: the output image, a segmentation overlay, or boxes drawn on the original."""
     from PIL import Image, ImageDraw
 
-    result = pred.predictions
-    if hasattr(result, "image"):
-        return result.image
-    if hasattr(result, "class_map"):
-        return _overlay(original, result.class_map)
+    if isinstance(answer, ImageResult):
+        return answer.image
+    if isinstance(answer, Segmentation):
+        return _overlay(original, answer.class_map)
     canvas = original.convert("RGB").copy()
+    if not isinstance(answer, Detections):
+        return canvas
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(min(canvas.size) / 250))
-    for det in result if isinstance(result, list) else []:
-        box = getattr(det, "box", None)
-        if box is None:
-            continue
+    for det in answer:
         colour = _colour(det.index)
-        draw.rectangle(box, outline=colour, width=width)
+        draw.rectangle(det.box, outline=colour, width=width)
         caption = f"{det.label or det.index} {det.score:.2f}"
-        left, top = box[0], max(0, box[1] - 12)
+        left, top = det.box[0], max(0, det.box[1] - 12)
         draw.rectangle(draw.textbbox((left, top), caption), fill=colour)
         draw.text((left, top), caption, fill=(0, 0, 0))
     return canvas if canvas.mode == "RGB" else Image.new("RGB", canvas.size)
+
+
+def html(head: Header, answer: Answer, picture: Image.Image | None = None, *, max_side: int = 512) -> str:
+    """Notebook HTML: the header, the text lines as a table, and the picture inline (PNG, data URI)."""
+    rows = "".join(f"<tr><td style='text-align:left;font-family:monospace'>{html_lib.escape(line.strip())}</td></tr>"
+                   for line in _lines(answer))
+    img = ""
+    if picture is not None:
+        import base64
+        import io
+
+        thumb = picture.copy()
+        thumb.thumbnail((max_side, max_side))
+        buf = io.BytesIO()
+        thumb.save(buf, format="PNG")
+        img = f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}' alt='annotated'/>"
+    return (f"<div class='zoo-prediction'><b>{html_lib.escape(str(head))}</b>"
+            f"<table>{rows}</table>{img}</div>")
 
 
 def _colour(index: int) -> tuple[int, int, int]:
@@ -68,20 +130,12 @@ def _colour(index: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _overlay(original: Image.Image, class_map: Any) -> Image.Image:
+def _overlay(original: Image.Image, class_map: np.ndarray) -> Image.Image:
     import numpy as np
     from PIL import Image
 
-    palette = np.array([_colour(i) for i in range(int(class_map.max()) + 1)], dtype=np.uint8)
-    colours = palette[class_map]
-    colours[class_map == 0] = 0  # background stays uncoloured
+    palette = np.array([_colour(i) for i in range(max(int(class_map.max()), 0) + 1)], dtype=np.uint8)
+    colours = palette[class_map.clip(0)]
+    colours[class_map <= 0] = 0  # background (and pixels the model never saw) stay uncoloured
     mask = Image.fromarray(colours, "RGB").resize(original.size, Image.Resampling.NEAREST)
     return Image.blend(original.convert("RGB"), mask, 0.5)
-
-
-def save_path(out: Path, pred: Prediction, *, many: bool) -> Path:
-    """OUT itself for one input; OUT/<stem>.<model>.png for several."""
-    if not many:
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / f"{Path(pred.input).stem}.{pred.model}.png"

@@ -1,0 +1,124 @@
+"""The one row loop of `zoo predict`: results (local or from Ray) -> stdout, --output and --save.
+
+Checked before any model is downloaded or loaded (`check_targets`): every input path
+exists, the --output file and the --save target can be written. Then `write_rows`
+consumes Prediction/Failure rows in input order whatever produced them.
+
+stdout has one shape per mode: text blocks, or with --json one JSON object per input
+per line (JSON Lines, error rows included), flushed as they come. Error rows also go
+to stderr in text mode. Progress bars are on stderr, only on a terminal, and never
+share a line with a result.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from zoo.errors import InputError
+from zoo.prediction import Failure, Prediction, Result
+
+SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True, slots=True)
+class RowCounts:
+    """How a run went."""
+
+    predicted: int
+    failed: int
+    skipped: int
+
+
+def check_inputs(inputs: Sequence[str]) -> None:
+    """Every named input exists (an empty string is no path): exit 2 before any download."""
+    for value in inputs:
+        if not value:
+            raise InputError("an input path is an empty string", expected=["an image, a folder or a .csv/.npy file"])
+        if not Path(value).exists():
+            raise InputError(f"no such input: {value}", expected=["an existing image, folder or .csv/.npy file"])
+
+
+def check_save_target(save: Path, *, many: bool) -> None:
+    """--save OUT: an image file name for one input, a folder (created if its parent exists) for several."""
+    if not str(save):
+        raise InputError("--save is an empty string", expected=["an image file name, or a folder for several inputs"])
+    if many:
+        if save.exists() and not save.is_dir():
+            raise InputError(f"--save {save} is a file, but there are several inputs",
+                             expected=["a folder: one image per input is written there"])
+        if not save.exists() and not save.parent.is_dir():
+            raise InputError(f"the folder above --save {save} does not exist", expected=[f"mkdir -p {save.parent}"])
+        return
+    if save.is_dir():
+        raise InputError(f"--save {save} is a folder, but there is one input",
+                         expected=["an image file name such as out.png"])
+    if save.suffix.lower() not in SAVE_SUFFIXES:
+        raise InputError(f"--save {save}: unknown image extension {save.suffix or '(none)'!r}",
+                         expected=[f"a file name ending in {', '.join(SAVE_SUFFIXES)}"])
+    if not save.parent.is_dir():
+        raise InputError(f"the folder of --save {save} does not exist", expected=[f"mkdir -p {save.parent}"])
+
+
+def save_path(save: Path, input_name: str, model: str, *, many: bool) -> Path:
+    """SAVE itself for one input; SAVE/<stem>.<model>.png for several."""
+    if not many:
+        return save
+    save.mkdir(exist_ok=True)
+    return save / f"{Path(input_name).stem}.{model}.png"
+
+
+def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path | None, resume: bool,
+               as_json: bool, save: Path | None, many: bool, quiet: bool) -> RowCounts:
+    """Write every row where it belongs; returns the counts for the summary line."""
+    from tqdm import tqdm
+
+    from zoo.batch import ResultWriter, dumps_row
+
+    writer = ResultWriter(output, append=resume) if output is not None else None
+    predicted = failed = 0
+    bar = tqdm(total=total, unit="input", desc=desc, file=sys.stderr, mininterval=0.5, leave=False,
+               disable=quiet or total < 2 or not sys.stderr.isatty())
+    try:
+        for result in results:
+            if isinstance(result, Failure):
+                failed += 1
+            else:
+                predicted += 1
+                if save is not None:
+                    _save(result, save_path(save, result.input, result.model, many=many), bar)
+            if writer is not None:
+                writer.write(result)
+            elif as_json:
+                _echo(bar, dumps_row(result.to_dict()))
+            elif isinstance(result, Failure):
+                _echo(bar, f"error: {result.input}: {result.error}", err=True)
+                if result.hint:
+                    _echo(bar, f"hint: {result.hint}", err=True)
+            else:
+                _echo(bar, str(result) + ("\n" if many else ""))
+            bar.update(1)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return RowCounts(predicted, failed, 0)
+
+
+def _echo(bar: object, line: str, *, err: bool = False) -> None:
+    from tqdm import tqdm
+
+    # tqdm.write clears the bar first, so a result never shares a terminal line with it.
+    if getattr(bar, "disable", True):
+        click.echo(line, err=err)
+    else:
+        tqdm.write(line, file=sys.stderr if err else sys.stdout)
+
+
+def _save(result: Prediction, target: Path, bar: object) -> None:
+    result.save(target)
+    _echo(bar, f"saved {target}", err=True)

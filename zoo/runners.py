@@ -1,0 +1,227 @@
+"""Runners: how one kind of input becomes feeds, and outputs become answers.
+
+`Model` chooses one runner when it loads (`select_runner`) and asks it the same four
+things for every input kind: `prepare` one input (decode + preprocess; runs in worker
+threads), the largest batch one run may take (`max_batch`), the `feeds` for a group of
+prepared inputs, and `decode` of one run's outputs into one list of (input name, answer)
+per prepared input. A text runner (tokenized inputs) is one more class with these four
+methods and one more branch in `select_runner`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from zoo.errors import InputError, ZooError
+from zoo.index.manifest import ImageRecipe, ModelEntry, PostprocessSpec
+from zoo.pipeline.answers import Answer, RawOutputs, Rows, as_answer
+
+if TYPE_CHECKING:
+    import numpy as np
+    from onnxruntime import NodeArg
+
+    from zoo.pipeline.preprocess import Prepared, Step
+
+DYNAMIC_BATCH_LIMIT = 64  # a dynamic batch axis still gets bounded runs: memory stays predictable
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """What the caller may change about decoding."""
+
+    topk: int | None = None
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A tabular input made ready: rows [N, features] and the name each row's answer gets."""
+
+    tensor: np.ndarray
+    name: str
+
+
+class Runner(Protocol):
+    """The seam between Model and one input kind."""
+
+    kind: str
+    task: str
+
+    @property
+    def max_batch(self) -> int: ...
+
+    def prepare(self, item: object) -> Any: ...
+
+    def batch_key(self, prepared: Any) -> tuple[object, ...]: ...
+
+    def feeds(self, prepared: Sequence[Any]) -> dict[str, np.ndarray]: ...
+
+    def decode(self, outputs: dict[str, Any], prepared: Sequence[Any], names: Sequence[str],
+               options: DecodeOptions) -> list[list[tuple[str, Answer]]]: ...
+
+
+class ImageRunner:
+    """Images through a preprocessing recipe; one answer per image."""
+
+    kind = "image"
+
+    def __init__(self, *, recipe: ImageRecipe | Step, inputs: Sequence[NodeArg], entry: ModelEntry | None,
+                 labels: tuple[str, ...] | None, task: str) -> None:
+        self.recipe, self.inputs, self.entry, self.labels, self.task = recipe, tuple(inputs), entry, labels, task
+        self.input_name = getattr(recipe, "input", None) or self.inputs[0].name
+        self.batched = bool(getattr(recipe, "has_batch_dim", True))
+
+    @property
+    def max_batch(self) -> int:
+        """1 when the batch axis is fixed or absent; else the axis' size (or the dynamic limit)."""
+        if not self.batched:
+            return 1
+        dim = self.inputs[0].shape[0] if self.inputs[0].shape else 1
+        return DYNAMIC_BATCH_LIMIT if not isinstance(dim, int) or dim <= 0 else dim
+
+    def prepare(self, item: object) -> Prepared:
+        from zoo.pipeline import images, preprocess
+
+        return preprocess.prepare(images.open_image(item), self.recipe)
+
+    def batch_key(self, prepared: Prepared) -> tuple[object, ...]:
+        return tuple(prepared.tensor.shape)
+
+    def feeds(self, prepared: Sequence[Prepared]) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        if not self.batched:
+            tensor = prepared[0].tensor
+        else:  # a batch of one is a view, not a copy
+            tensor = prepared[0].tensor[None] if len(prepared) == 1 else np.stack([p.tensor for p in prepared])
+        feeds = {self.input_name: tensor}
+        for key in prepared[0].extra:
+            feeds[key] = np.stack([p.extra[key] for p in prepared])
+        return feeds
+
+    def decode(self, outputs: dict[str, Any], prepared: Sequence[Prepared], names: Sequence[str],
+               options: DecodeOptions) -> list[list[tuple[str, Answer]]]:
+        from zoo.pipeline import postprocess
+
+        spec = self.entry.postprocess if self.entry and self.entry.postprocess else guess_spec(outputs)
+        decoded = postprocess.decode(spec, outputs, batch=len(prepared), geometries=[p.geometry for p in prepared],
+                                     prepared=prepared, labels=self.labels, topk=options.topk,
+                                     score_threshold=options.score_threshold)
+        return [[(name, as_answer(result))] for name, result in zip(names, decoded)]
+
+
+class TabularRunner:
+    """Rows of numbers (.csv, .npy, arrays, lists) into a model with one [N, features] input."""
+
+    kind = "tabular"
+
+    def __init__(self, *, inputs: Sequence[NodeArg]) -> None:
+        self.meta = inputs[0]
+        self.task = "tabular"
+
+    @property
+    def max_batch(self) -> int:
+        return 1  # one table per run: a table already holds many rows
+
+    def prepare(self, item: object) -> Table:
+        import numpy as np
+
+        from zoo.pipeline import tabular
+
+        name = str(item) if isinstance(item, str | Path) else "<array>"
+        arr = np.asarray(tabular.read_table(item) if isinstance(item, str | Path) else item)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InputError(f"{name}: a table must be 1 or 2-dimensional, got shape {list(arr.shape)}",
+                             expected=[f"rows of {self.meta.shape[1]} numbers"])
+        if self.meta.type == "tensor(float)" and arr.dtype.kind in "iuf":
+            arr = arr.astype(np.float32)
+        return Table(arr, name)
+
+    def batch_key(self, prepared: Table) -> tuple[object, ...]:
+        return ("table", *prepared.tensor.shape[1:])
+
+    def feeds(self, prepared: Sequence[Table]) -> dict[str, np.ndarray]:
+        return {self.meta.name: prepared[0].tensor}
+
+    def decode(self, outputs: dict[str, Any], prepared: Sequence[Table], names: Sequence[str],
+               options: DecodeOptions) -> list[list[tuple[str, Answer]]]:
+        import numpy as np
+
+        from zoo.pipeline import tabular
+
+        table = prepared[0]
+        rows = tabular.decode(outputs, len(table.tensor))
+        if rows is None:  # not a classifier: the outputs as they are, one answer for the whole table
+            return [[(table.name, RawOutputs({k: np.asarray(v) for k, v in outputs.items()}))]]
+        return [[(f"{table.name}[{i}]", Rows((row,))) for i, row in enumerate(rows)]]
+
+
+def guess_spec(outputs: dict[str, Any]) -> PostprocessSpec:
+    """For a local model without a manifest: a [N, C] output is a classifier, else raw tensors."""
+    import numpy as np
+
+    name, value = next(iter(outputs.items()))
+    arr = np.asarray(value)
+    if arr.ndim == 2 and arr.shape[1] > 1 and len(outputs) == 1:
+        probs = bool(arr.min() >= 0 and np.allclose(arr.sum(axis=1), 1.0, atol=1e-3))
+        kind = "already-probabilities-topk" if probs else "softmax-topk"
+        return PostprocessSpec(kind, (("output", (name,)),), apply_softmax=not probs, topk=5)
+    return PostprocessSpec("tensor-output", tuple((n, (n,)) for n in outputs))
+
+
+def select_runner(*, recipe: ImageRecipe | Step | None, inputs: Sequence[NodeArg], entry: ModelEntry | None,
+                  labels: tuple[str, ...] | None, name: str, path: Path) -> Runner:
+    """The runner for this model, chosen once: a recipe means images; one 2-D input means a table."""
+    if recipe is not None:
+        task = entry.task if entry else "unknown"
+        return ImageRunner(recipe=recipe, inputs=inputs, entry=entry, labels=labels, task=task)
+    if (entry is None or entry.preprocess is None) and len(inputs) == 1 and len(inputs[0].shape) == 2:
+        return TabularRunner(inputs=inputs)
+    return NoRunner(needs_recipe(entry, name, path), task=entry.task if entry else "unknown")
+
+
+class NoRunner:
+    """A model zoo cannot feed by itself (text without a tokenizer, an image model without a recipe)."""
+
+    kind = "none"
+
+    def __init__(self, error: ZooError, *, task: str) -> None:
+        self.error, self.task = error, task
+
+    @property
+    def max_batch(self) -> int:
+        return 1
+
+    def prepare(self, item: object) -> Any:
+        raise self.error
+
+    def batch_key(self, prepared: Any) -> tuple[object, ...]:
+        raise self.error
+
+    def feeds(self, prepared: Sequence[Any]) -> dict[str, np.ndarray]:
+        raise self.error
+
+    def decode(self, outputs: dict[str, Any], prepared: Sequence[Any], names: Sequence[str],
+               options: DecodeOptions) -> list[list[tuple[str, Answer]]]:
+        raise self.error
+
+
+def needs_recipe(entry: ModelEntry | None, name: str, path: Path) -> ZooError:
+    """Why predict() cannot run this model, and what to do instead."""
+    from zoo.pipeline import preprocess
+
+    if entry is not None and entry.preprocess is not None and entry.preprocess.kind == "text":
+        r = entry.preprocess
+        needs = "; ".join(f"{k}: {v}" for k, v in r.inputs)
+        return ZooError(f"{name} is a text model: predict() needs tokenized inputs "
+                        f"({r.tokenizer or 'a tokenizer'}; vocabulary: {r.vocab or 'not shipped with zoo'})",
+                        hint=f"tokenize yourself and call model.run({{...}}) with {needs}")
+    names = ", ".join(preprocess.names())
+    return ZooError(f"{name} has no preprocessing recipe, so zoo cannot turn an input into its feeds",
+                    hint=f"pass --recipe (one of {names}) and, for class names, --labels; e.g. "
+                         f"zoo predict {path} IMAGE --recipe NAME. `zoo info MODEL` shows a zoo model's recipe.")

@@ -54,3 +54,15 @@ def json_lines(text: str) -> list[dict]:
     import json
 
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def zoo_cli(*args: str, code: int | None = 0, command: object = None, input: str | None = None):
+    """Run a zoo command in-process (click's CliRunner); check the exit code unless `code` is None."""
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    result = CliRunner().invoke(command or cli, list(args), catch_exceptions=False, input=input)
+    if code is not None:
+        assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, need
+from conftest import DATA, need, zoo_cli
 from PIL import Image
 
 import zoo.api as zoo
@@ -50,10 +50,7 @@ def make_images(folder: Path, count: int, *, corrupt_at: int | None = None) -> l
     return names
 
 
-def run(*args: str, code: int = 0):
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
+run = zoo_cli
 
 
 def rows(path: Path) -> list[dict]:

@@ -8,23 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from zoo.cli import cli
+from conftest import zoo_cli
 
 INFO_KEYS = {"id", "hub_name", "aliases", "task", "opset", "sha256", "bytes", "inputs", "outputs", "preprocess",
              "postprocess", "labels", "license", "sources", "cached_path"}
 
 
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def test_list_json_has_every_model() -> None:
-    data = json.loads(run("list", "--json").stdout)
+    data = json.loads(zoo_cli("list", "--json").stdout)
     assert len(data) >= 184
     assert {"id", "hub_name", "task", "opset", "sha256", "bytes", "cached"} <= set(data[0])
     vgg = next(d for d in data if d["id"] == "vgg19-7")
@@ -32,11 +25,11 @@ def test_list_json_has_every_model() -> None:
 
 
 def test_list_table_and_filters() -> None:
-    out = run("list", "--task", "face-detection").stdout
+    out = zoo_cli("list", "--task", "face-detection").stdout
     assert out.splitlines()[0].split() == ["ID", "TASK", "OPSET", "SIZE", "CACHED"]
     assert sorted(line.split()[0] for line in out.splitlines()[2:]) == [
         "version-RFB-320", "version-RFB-320-int8", "version-RFB-640"]
-    tagged = json.loads(run("list", "--tag", "text", "--json").stdout)
+    tagged = json.loads(zoo_cli("list", "--tag", "text", "--json").stdout)
     assert tagged and all("text" in d["tags"] for d in tagged)
 
 
@@ -45,22 +38,22 @@ def test_list_marks_cached_models(isolated_env: Path) -> None:
     blob = isolated_env / "blobs" / "sha256" / sha
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"stand-in: presence marks a verified blob")
-    data = {d["id"]: d["cached"] for d in json.loads(run("list", "--json").stdout)}
+    data = {d["id"]: d["cached"] for d in json.loads(zoo_cli("list", "--json").stdout)}
     assert data["vgg19-7"] is True and data["vgg16-7"] is False
-    info = json.loads(run("info", "vgg19-7", "--json").stdout)
+    info = json.loads(zoo_cli("info", "vgg19-7", "--json").stdout)
     assert info["cached_path"] == str(blob)
 
 
 def test_search() -> None:
-    out = run("search", "yolo").stdout
+    out = zoo_cli("search", "yolo").stdout
     assert "yolov4" in out and "tinyyolov2-8" in out and "resnet50" not in out
-    assert json.loads(run("search", "VGG 19", "--json").stdout)[0]["id"].startswith("vgg19")
-    empty = run("search", "no-such-thing")
+    assert json.loads(zoo_cli("search", "VGG 19", "--json").stdout)[0]["id"].startswith("vgg19")
+    empty = zoo_cli("search", "no-such-thing")
     assert empty.stdout == "" and "no model matches" in empty.stderr
 
 
 def test_info_json_acceptance() -> None:
-    data = json.loads(run("info", "vgg19-7", "--json").stdout)
+    data = json.loads(zoo_cli("info", "vgg19-7", "--json").stdout)
     assert INFO_KEYS <= set(data)
     assert data["sha256"].startswith("692f9f92") and data["bytes"] == 574677321 and data["opset"] == 7
     assert data["cached_path"] is None
@@ -75,7 +68,7 @@ def test_info_json_acceptance() -> None:
 
 def test_info_lists_mirrors_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZOO_MIRROR", "http://mirror.a/zoo, http://mirror.b")
-    sources = json.loads(run("info", "mnist-8", "--json").stdout)["sources"]
+    sources = json.loads(zoo_cli("info", "mnist-8", "--json").stdout)["sources"]
     assert sources[0] == "http://mirror.a/zoo/validated/vision/classification/mnist/model/mnist-8.onnx"
     assert sources[1].startswith("http://mirror.b/validated/") and len(sources) == 4
 
@@ -83,27 +76,27 @@ def test_info_lists_mirrors_first(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(("name", "expected"), [("vgg 19", "vgg19-7"), ("VGG 19", "vgg19-7"),
                                                 ("resnet50", "resnet50-v1-12")])
 def test_info_resolves_and_says_so(name: str, expected: str) -> None:
-    result = run("info", name, "--json")
+    result = zoo_cli("info", name, "--json")
     data = json.loads(result.stdout)
     assert data["id"] == expected
     assert f"resolved to {expected}" in result.stderr and data["resolved_from"]
 
 
 def test_info_human() -> None:
-    out = run("info", "yolov3").stdout
+    out = zoo_cli("info", "yolov3").stdout
     assert "yolov3-12" in out and "+image_shape=original_hw" in out and "letterbox" in out
 
 
 def test_unknown_model_exits_2_with_suggestions() -> None:
-    result = run("info", "resnett50", ok=False)
+    result = zoo_cli("info", "resnett50", code=None)
     assert result.exit_code == 2
     assert "unknown model 'resnett50'" in result.stderr and "did you mean: resnet50" in result.stderr
     assert "Traceback" not in result.output
 
 
 def test_opset_choice_and_error() -> None:
-    assert json.loads(run("info", "alexnet", "--opset", "7", "--json").stdout)["id"] == "bvlcalexnet-7"
-    result = run("info", "alexnet", "--opset", "5", ok=False)
+    assert json.loads(zoo_cli("info", "alexnet", "--opset", "7", "--json").stdout)["id"] == "bvlcalexnet-7"
+    result = zoo_cli("info", "alexnet", "--opset", "5", code=None)
     assert result.exit_code == 2 and "bvlcalexnet-9 (opset 9)" in result.stderr and "--opset" in result.stderr
 
 
@@ -112,16 +105,16 @@ def test_bad_user_manifest_exits_2_naming_file_model_field(tmp_path: Path, monke
 
     path = write_manifest(tmp_path, [broken("file.sha256", "xyz")])
     monkeypatch.setenv("ZOO_MANIFESTS", str(path))
-    result = run("list", ok=False)
+    result = zoo_cli("list", code=None)
     assert result.exit_code == 2
     assert str(path) in result.stderr and "acme-net-1" in result.stderr and "file.sha256" in result.stderr
 
 
 def test_help_documents_exit_codes_and_examples() -> None:
-    top = run("--help").stdout
+    top = zoo_cli("--help").stdout
     assert "Exit codes: 0 ok; 1 unexpected error; 2 bad usage" in " ".join(top.split())
     for command in ("list", "search", "info"):
-        text = run(command, "--help").stdout
+        text = zoo_cli(command, "--help").stdout
         assert "Example" in text and "--json" in text
 
 
@@ -139,6 +132,6 @@ def test_unexpected_error_exit_1_without_traceback(monkeypatch: pytest.MonkeyPat
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(api, "list_models", boom)
-    result = run("list", ok=False)
+    result = zoo_cli("list", code=None)
     assert result.exit_code == 1 and "disk on fire" in result.stderr and "--debug" in result.stderr
     assert "Traceback" not in result.output

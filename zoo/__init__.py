@@ -21,7 +21,7 @@ from zoo.errors import (
     ZooError,
 )
 
-__version__ = "0.1.0"
+from zoo.version import __version__
 
 __all__ = [
     "CacheError",

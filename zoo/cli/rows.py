@@ -34,6 +34,13 @@ class RowCounts:
     skipped: int
 
 
+def output_path(text: str, flag: str) -> Path:
+    """The Path of an output flag's value; an empty string is refused, never read as the current folder."""
+    if not text:
+        raise InputError(f"{flag} is an empty string", expected=["a file or folder name"])
+    return Path(text).expanduser()
+
+
 def check_inputs(inputs: Sequence[str]) -> None:
     """Every named input exists (an empty string is no path): exit 2 before any download."""
     for value in inputs:
@@ -89,8 +96,6 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
                 failed += 1
             else:
                 predicted += 1
-                if save is not None:
-                    _save(result, save_path(save, result.input, result.model, many=many), bar)
             if writer is not None:
                 writer.write(result)
             elif as_json:
@@ -101,6 +106,8 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
                     _echo(bar, f"hint: {result.hint}", err=True)
             else:
                 _echo(bar, str(result) + ("\n" if many else ""))
+            if save is not None and isinstance(result, Prediction):
+                _save(result, save_path(save, result.input, result.model, many=many), bar)
             bar.update(1)
     finally:
         bar.close()

@@ -29,14 +29,14 @@ from zoo.prediction import Failure, Prediction, Result
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for onnxruntime.")
 @click.option("--recipe", default=None, help="Preprocessing recipe for a local model: imagenet, caffe-bgr, inception.")
 @click.option("--labels", "labels_file", default=None, help="Label set name or a file with one label per line.")
-@click.option("--save", "save", type=click.Path(path_type=Path), default=None,
+@click.option("--save", "save_text", default=None, metavar="PATH",
               help="Write the annotated image, segmentation overlay or output image (a folder for several inputs).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--recursive", "-r", is_flag=True, help="Look for images in sub-folders of folder inputs too.")
 @click.option("--glob", "pattern", default=None, help="Only files matching this pattern in folder inputs ('*.jpg').")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16,
               help="Images per run where the model has a batch axis (folder runs).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+@click.option("--output", "-o", "output_text", default=None, metavar="FILE",
               help="Write one row per input to a .jsonl or .csv file, flushed as it goes.")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
@@ -46,8 +46,8 @@ from zoo.prediction import Failure, Prediction, Result
 @handle_errors
 def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | None, score_threshold: float | None,
             providers: str | None, strict_provider: bool, threads: int | None, recipe: str | None,
-            labels_file: str | None, save: Path | None, quiet: bool, recursive: bool, pattern: str | None,
-            batch_size: int, output: Path | None, resume: bool, ray_address: str | None, as_json: bool) -> None:
+            labels_file: str | None, save_text: str | None, quiet: bool, recursive: bool, pattern: str | None,
+            batch_size: int, output_text: str | None, resume: bool, ray_address: str | None, as_json: bool) -> None:
     """Run MODEL on images (or .npy/.csv tables for tabular models).
 
     MODEL is a zoo name (pulled and verified if not cached) or a local .onnx file.
@@ -67,6 +67,9 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
     from zoo import batch
     from zoo.cli import rows
 
+    # click would turn an empty PATH into "." (the current folder): take text, and refuse "" here.
+    output = None if output_text is None else rows.output_path(output_text, "--output")
+    save = None if save_text is None else rows.output_path(save_text, "--save")
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
     # Everything the user typed is checked before a model is downloaded or loaded.

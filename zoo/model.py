@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +201,8 @@ class Model:
 
     def _groups(self, prepared: Iterable[tuple[str, Any]]) -> Iterator[list[tuple[str, Any]]]:
         """Consecutive prepared inputs with equal batch keys, up to max_batch each."""
-        limit, group, key = self.max_batch, [], None
+        limit, key = self.max_batch, None
+        group: list[tuple[str, Any]] = []
         for name, item in prepared:
             item_key = self.batch_key(item)
             if group and (len(group) >= limit or item_key != key):
@@ -279,8 +280,8 @@ class Model:
         return folder
 
 
-def _take_group(pending: deque[tuple[str, Future[Any]]], limit: int,
-                key_of: Any) -> tuple[list[tuple[str, Any]], tuple[str, str] | None]:
+def _take_group(pending: deque[tuple[str, Future[Any]]], limit: int, key_of: Callable[[Any], tuple[object, ...]],
+                ) -> tuple[list[tuple[str, Any]], tuple[str, ZooError] | None]:
     """The next run's group from the front of `pending`, and the failure that ended it, if one did."""
     group: list[tuple[str, Any]] = []
     key = None
@@ -371,7 +372,7 @@ def _recipe_for(recipe: str | ImageRecipe | Step | None, entry: ModelEntry | Non
 
     if isinstance(recipe, str):
         recipe = preprocess.get(recipe)
-    if recipe is None and entry is not None and entry.preprocess is not None and entry.preprocess.kind != "text":
+    if recipe is None and entry is not None and isinstance(entry.preprocess, ImageRecipe):
         return entry.preprocess
     if isinstance(recipe, ImageRecipe):
         return preprocess.with_input(recipe, _fixed_hw(session, recipe))

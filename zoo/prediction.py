@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.pipeline import render
 from zoo.pipeline.answers import Answer, from_plain
+from zoo.printable import printable, shown
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -81,7 +82,7 @@ class Failure:
         return out
 
     def __str__(self) -> str:
-        return f"{self.input}  error: {self.error}"
+        return f"{shown(self.input)}  error: {printable(self.error)}"
 
 
 Result = Prediction | Failure

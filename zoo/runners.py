@@ -169,8 +169,9 @@ def guess_spec(outputs: dict[str, Any]) -> PostprocessSpec:
     arr = np.asarray(value)
     if arr.ndim == 2 and arr.shape[1] > 1 and len(outputs) == 1:
         probs = bool(arr.min() >= 0 and np.allclose(arr.sum(axis=1), 1.0, atol=1e-3))
-        kind = "already-probabilities-topk" if probs else "softmax-topk"
-        return PostprocessSpec(kind, (("output", (name,)),), apply_softmax=not probs, topk=5)
+        if probs:
+            return PostprocessSpec("already-probabilities-topk", (("output", (name,)),), apply_softmax=False, topk=5)
+        return PostprocessSpec("softmax-topk", (("output", (name,)),), apply_softmax=True, topk=5)
     return PostprocessSpec("tensor-output", tuple((n, (n,)) for n in outputs))
 
 

@@ -10,15 +10,28 @@ import click
 
 from zoo import api
 from zoo.cli.cache import cache as cache_group
+from zoo.cli.export import export
 from zoo.cli.mirror import mirror
 from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, opset_option, table
 from zoo.cli.run import bench, check, predict
 from zoo.errors import ZooError
+from zoo.printable import printable
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class ZooGroup(click.Group):
+    """The `zoo` group: `--debug` is taken anywhere on the line, since the hint says "rerun with --debug"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        cut = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:cut]:
+            args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+            os.environ["ZOO_DEBUG"] = "1"
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=ZooGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="zoo-client", prog_name="zoo", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also accepted after the subcommand).")
 def cli(debug: bool) -> None:
     """zoo: fetch, verify and run ONNX Model Zoo models.
 
@@ -137,7 +150,7 @@ def info(name: str, opset: int | None, as_json: bool) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         value = value.replace("\n", "\n" + " " * (width + 2))
-        click.echo(f"{key.ljust(width)}  {value}")
+        click.echo(printable(f"{key.ljust(width)}  {value}"))  # mirror URLs may hold user:password@
 
 
 def _recipe_line(recipe: Any) -> str:
@@ -241,5 +254,5 @@ def main() -> None:
     cli(prog_name="zoo")
 
 
-for _command in (predict, check, bench, cache_group, mirror):
+for _command in (predict, check, bench, cache_group, mirror, export):
     cli.add_command(_command)

@@ -21,6 +21,7 @@ import click
 
 from zoo.errors import InputError
 from zoo.prediction import Failure, Prediction, Result
+from zoo.printable import printable, shown
 
 SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -101,9 +102,9 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
             elif as_json:
                 _echo(bar, dumps_row(result.to_dict()))
             elif isinstance(result, Failure):
-                _echo(bar, f"error: {result.input}: {result.error}", err=True)
+                _echo(bar, f"error: {shown(result.input)}: {printable(result.error)}", err=True)
                 if result.hint:
-                    _echo(bar, f"hint: {result.hint}", err=True)
+                    _echo(bar, f"hint: {printable(result.hint)}", err=True)
             else:
                 _echo(bar, str(result) + ("\n" if many else ""))
             if save is not None and isinstance(result, Prediction):
@@ -128,4 +129,4 @@ def _echo(bar: object, line: str, *, err: bool = False) -> None:
 
 def _save(result: Prediction, target: Path, bar: object) -> None:
     result.save(target)
-    _echo(bar, f"saved {target}", err=True)
+    _echo(bar, f"saved {shown(str(target))}", err=True)

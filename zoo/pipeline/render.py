@@ -20,6 +20,7 @@ from zoo.pipeline.answers import (
     Rows,
     Segmentation,
 )
+from zoo.printable import shown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +36,8 @@ class Header:
     provider: str
 
     def __str__(self) -> str:
-        return f"{self.input}  ({self.model} on {self.provider})"
+        # Names come from outside (file systems, manifests): never print their control characters raw.
+        return f"{shown(self.input)}  ({shown(self.model)} on {self.provider})"
 
 
 def text(head: Header, answer: Answer) -> str:

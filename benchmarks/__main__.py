@@ -27,6 +27,7 @@ MODULES = {
     "predict": "benchmarks.bench_predict",
     "batch": "benchmarks.bench_batch",
     "startup": "benchmarks.bench_startup",
+    "index": "benchmarks.bench_index",
 }
 
 

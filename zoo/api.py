@@ -7,15 +7,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.index.catalog import load_index
+from zoo.index.catalog import Resolution, load_index
 from zoo.index.manifest import ModelEntry
 from zoo.model import Located, Model, load, locate
 from zoo.prediction import Failure, Prediction
-from zoo.store import cache, sources
+from zoo.store import cache, index_cache, sources
 from zoo.store.pull import pull_entry, test_data_dir
 
-__all__ = ["Failure", "Located", "Model", "ModelInfo", "Prediction", "info", "list_models", "load", "load_index", "pull",
-           "locate", "pull_entry", "resolve", "search", "test_data_dir"]
+__all__ = [
+    "Failure",
+    "Located",
+    "Model",
+    "ModelInfo",
+    "Prediction",
+    "info",
+    "list_models",
+    "load",
+    "load_index",
+    "locate",
+    "pull",
+    "pull_entry",
+    "resolve",
+    "resolve_name",
+    "search",
+    "test_data_dir",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +65,17 @@ def search(text: str) -> list[ModelEntry]:
 
 def resolve(name: str, opset: int | None = None) -> ModelEntry:
     """The manifest entry for a name (id, alias or hub name)."""
-    return load_index().resolve(name, opset).entry
+    return index_cache.resolve(name, opset).entry
+
+
+def resolve_name(name: str, opset: int | None = None) -> Resolution:
+    """How a name resolves (entry and the note saying how), read from the compiled index."""
+    return index_cache.resolve(name, opset)
 
 
 def info(name: str, opset: int | None = None) -> ModelInfo:
     """Everything about one model, including where it would be fetched from."""
-    resolution = load_index().resolve(name, opset)
+    resolution = index_cache.resolve(name, opset)
     entry = resolution.entry
     path = cache.cached_path(entry)
     return ModelInfo(

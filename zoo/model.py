@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import runtime
 from zoo.errors import InputError, UnknownModelError, ZooError
-from zoo.index.catalog import load_index
 from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.prediction import Failure, Prediction, Result
 from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
-from zoo.store import cache
+from zoo.store import cache, index_cache
 from zoo.store.pull import pull_entry, test_data_dir
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def locate(name_or_path: str | Path, opset: int | None = None) -> Located:
     if isinstance(name_or_path, Path) or looks_like_path(text):
         return _locate_file(Path(text).expanduser())
     try:
-        resolution = load_index().resolve(text, opset)
+        resolution = index_cache.resolve(text, opset)
     except UnknownModelError:
         if Path(text).is_file():  # not a zoo name, but a file here: run the file, and say so
             found = _locate_file(Path(text))
@@ -84,7 +83,7 @@ def _locate_file(path: Path) -> Located:
     except OSError as exc:
         raise InputError(f"cannot read model file {path}: {exc.strerror or exc}",
                          expected=["a readable .onnx file"]) from None
-    entry = next((e for e in load_index().entries if e.file.sha256 == sha), None)
+    entry = index_cache.by_sha256(sha)
     note = None if entry is None else f"{path} is zoo model {entry.id} (sha256 {sha[:12]}…): using its manifest"
     return Located(entry, path, note)
 

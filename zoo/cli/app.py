@@ -199,7 +199,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
 
     entries = []
     for name in names:
-        resolution = api.load_index().resolve(name, opset)
+        resolution = api.resolve_name(name, opset)
         note(resolution.note)
         entries.append(resolution.entry)
 

@@ -8,8 +8,8 @@ call time. Resolution turns a user's name into exactly one ModelEntry.
 from __future__ import annotations
 
 import difflib
-import json
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,8 +17,10 @@ from pathlib import Path
 
 from zoo.errors import ManifestError, OpsetError, UnknownModelError
 from zoo.index.manifest import ModelEntry
+from zoo.index.manifest_reader import parse_json
 
 SCHEMA_VERSION = 1
+MAX_MANIFEST_SIZE = 16 * 1024 * 1024  # the largest built-in family (resnet.json) is 51 kB
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # zoo/
 
 
@@ -129,12 +131,7 @@ class Index:
 def read_manifest_file(path: Path) -> list[ModelEntry]:
     """Parse one manifest file (a family: schema_version, family, models)."""
     source = str(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(source, None, "", f"cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(source, None, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = parse_json(_read_bounded(path), source)
     if not isinstance(data, dict):
         raise ManifestError(source, None, "", "top level must be an object with 'family' and 'models'")
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -148,6 +145,22 @@ def read_manifest_file(path: Path) -> list[ModelEntry]:
     return [
         ModelEntry.from_dict(m, source=source, family=family, where=f"models[{i}]") for i, m in enumerate(models)
     ]
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_MANIFEST_SIZE: /dev/zero or a FIFO in ZOO_MANIFESTS
+    must not make zoo read forever or block (stat first, then read one byte past the limit)."""
+    source = str(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ManifestError(source, None, "", "not a regular file (a device, FIFO or socket is never read)")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_MANIFEST_SIZE + 1)
+    except OSError as exc:
+        raise ManifestError(source, None, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_MANIFEST_SIZE:
+        raise ManifestError(source, None, "", f"larger than {MAX_MANIFEST_SIZE} bytes; split it into several files")
+    return raw
 
 
 def _manifest_files(root: Path) -> list[Path]:
@@ -168,14 +181,44 @@ def _check_unique(entries: list[ModelEntry], new: list[ModelEntry], *, builtin_i
         seen[e.id.lower()] = e
 
 
+def _builtin_names(entries: Iterable[ModelEntry]) -> dict[str, str]:
+    """Every name a built-in model answers to (normalized), and what it is, for error messages."""
+    names: dict[str, str] = {}
+    for e in entries:
+        names.setdefault(normalize(e.id), f"the id of built-in model {e.id}")
+        for alias in e.aliases:
+            names.setdefault(normalize(alias), f"an alias of built-in model {e.id}")
+        names.setdefault(normalize(e.hub_name), f"the hub name of built-in model {e.id}")
+    return names
+
+
+def _check_not_shadowing(new: list[ModelEntry], builtin: dict[str, str]) -> None:
+    """A user model may not answer to a built-in name: `mnist` at opset 999 would take `zoo pull mnist` over.
+
+    An error rather than a silently ignored alias: the user learns at once that the name will
+    never reach their model, and built-in resolution stays exactly what it is without the file.
+    """
+    for e in new:
+        names = [("id", e.id), *((f"aliases[{i}]", a) for i, a in enumerate(e.aliases))]
+        if e.hub_name != e.id:
+            names.append(("hub_name", e.hub_name))
+        for field, name in names:
+            taken = builtin.get(normalize(name))
+            if taken is not None:
+                raise ManifestError(e.manifest, e.id, field, f"{name!r} is {taken}; built-in names are never "
+                                    "overridden, so choose a name of your own")
+
+
 @lru_cache(maxsize=4)
-def _load(user_paths: str) -> Index:
+def _load(user_paths: str, stamp: object = None) -> Index:
+    # `stamp` is only a cache key: the user manifest's (inode, mtime, size), so `zoo add` is seen at once.
     entries: list[ModelEntry] = []
     for path in _manifest_files(builtin_manifest_dir()):
         new = read_manifest_file(path)
         _check_unique(entries, new, builtin_ids=set())
         entries.extend(new)
     builtin_ids = {e.id.lower() for e in entries}
+    builtin_names = _builtin_names(entries)
     for raw in filter(None, user_paths.split(os.pathsep)):
         root = Path(raw).expanduser()
         if not root.exists():
@@ -183,10 +226,15 @@ def _load(user_paths: str) -> Index:
         for path in _manifest_files(root):
             new = read_manifest_file(path)
             _check_unique(entries, new, builtin_ids=builtin_ids)
+            _check_not_shadowing(new, builtin_names)
             entries.extend(new)
     return Index(entries)
 
 
-def load_index() -> Index:
-    """The index for the current ZOO_MANIFESTS value (parsed once per value)."""
-    return _load(os.environ.get("ZOO_MANIFESTS", ""))
+def load_index(*, refresh: bool = False) -> Index:
+    """The index for the current ZOO_MANIFESTS value (parsed once per value; `refresh` parses again)."""
+    if refresh:
+        _load.cache_clear()
+    from zoo.index import user_manifest  # ZOO_MANIFESTS, then the user manifest of `zoo add` when it exists
+
+    return _load(*user_manifest.with_default(os.environ.get("ZOO_MANIFESTS", "")))

@@ -55,7 +55,7 @@ def run(cfg: Config) -> list[Row]:
     runs = cfg.pick(3, 1)
     with scratch("download") as work, FileServer() as server:
         payload = _serve(server, work, "random.bin", size)
-        clients = {"zoo": _zoo, "curl": _curl, "hf": functools.partial(_hf, server.url)}
+        clients = {"zoo": _zoo, "curl": _curl, "curl+sha256": _curl_sha256, "hf": functools.partial(_hf, server.url)}
         # An untimed round first: imports and one-time setup (huggingface_hub's agent-registry lookup)
         # are not throughput.
         _measure(clients, payload, 1, work)
@@ -105,6 +105,18 @@ def _curl(payload: Payload, out: Path) -> Path | None:
         return None
     target = out / payload.filename
     subprocess.run([curl, "-s", "-o", str(target), payload.mirror_url], check=True)
+    return target
+
+
+def _curl_sha256(payload: Payload, out: Path) -> Path | None:
+    """`curl -o FILE && openssl sha256 FILE`: download, then hash, one after the other (what zoo overlaps)."""
+    openssl = shutil.which("openssl")
+    target = _curl(payload, out)
+    if target is None or openssl is None:
+        return None
+    digest = subprocess.run([openssl, "sha256", "-r", str(target)], check=True, capture_output=True, text=True)
+    if not digest.stdout.startswith(payload.sha256):
+        raise RuntimeError(f"openssl sha256 gave {digest.stdout.split()[0]}")
     return target
 
 
@@ -163,6 +175,8 @@ def _rows(res: Results, size: int, runs: int) -> list[Row]:
     return [
         _row(res, "curl", f"download {mb}: zoo fetch vs curl", ratio_at_least(0.9),
              f"{how}{best}; curl neither hashes nor fsyncs, and pays its process start"),
+        _row(res, "curl+sha256", f"download {mb}: zoo fetch vs curl -o && openssl sha256", INFO,
+             f"{how}; the baseline downloads, then hashes (no fsync)"),
         _row(res, "hf", f"download {mb}: zoo fetch vs hf_hub_download", INFO,
              f"{how}; hf_hub_download: HEAD + GET, no sha256 check, no fsync"),
     ]

@@ -39,6 +39,10 @@ class Fault:
     bad_range: bool = False  # answer a Range request with a Content-Range that starts elsewhere
     extra: int = 0  # send (and declare) this many bytes beyond the file
     redirect_loop: bool = False  # 302 back to the same URL, forever
+    redirect_to: str | None = None  # 302 to this Location (any scheme, any host)
+    reason: str | None = None  # the reason phrase of a `status` answer (control characters included)
+    trickle_headers: float = 0.0  # send the status line and headers one byte per this many seconds
+    trickle_body: float = 0.0  # send the body one byte per this many seconds
 
 
 @dataclass(frozen=True)
@@ -144,14 +148,33 @@ class _Server:
                 queue = self._faults.get(path)
                 fault = queue.pop(0) if queue else self._forever.get(path)
         fault = fault or Fault()
-        if fault.redirect_loop:
-            return _send_status(h, Reply(302, {"Location": h.path}))
+        if fault.redirect_loop or fault.redirect_to:
+            return _send_status(h, Reply(302, {"Location": fault.redirect_to or h.path}))
         if fault.status is not None:
-            return _send_status(h, Reply(fault.status, fault.headers))
+            return _send_status(h, Reply(fault.status, fault.headers), fault.reason)
         reply = self.route(method, path)
         if reply.body is None:
             return _send_status(h, reply)
+        if fault.trickle_headers or fault.trickle_body:
+            return self._trickle(h, reply.body, fault)
         self._send_content(h, method, reply, fault)
+
+    def _trickle(self, h: _Handler, data: bytes, fault: Fault) -> None:
+        """A 200 whose headers, or body, arrive one byte at a time (until the client hangs up or shutdown)."""
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n"
+        h.close_connection = True
+        try:
+            for part, interval in ((head.encode(), fault.trickle_headers), (data, fault.trickle_body)):
+                if not interval:
+                    _write(h, memoryview(part))
+                    continue
+                for at in range(len(part)):
+                    h.wfile.write(part[at : at + 1])
+                    h.wfile.flush()
+                    if self._unstalled.wait(interval):
+                        return
+        except (ConnectionError, TimeoutError):
+            return
 
     def _send_content(self, h: _Handler, method: str, reply: Reply, fault: Fault) -> None:
         data = reply.body or b""
@@ -199,8 +222,12 @@ def _write(h: _Handler, data: memoryview) -> None:
     h.wfile.flush()
 
 
-def _send_status(h: _Handler, reply: Reply) -> None:
-    h.send_response(reply.status)
+def _send_status(h: _Handler, reply: Reply, reason: str | None = None) -> None:
+    if reason is None:
+        h.send_response(reply.status)
+    else:  # written raw: BaseHTTPRequestHandler would pass control characters through anyway
+        h.log_request(reply.status)
+        h.wfile.write(f"HTTP/1.1 {reply.status} {reason}\r\n".encode("latin-1"))
     for key, value in {**reply.headers, "Content-Length": "0"}.items():
         h.send_header(key, value)
     h.end_headers()

@@ -82,3 +82,40 @@ def test_no_token_no_authorization(tmp_path, monkeypatch: pytest.MonkeyPatch) ->
     # huggingface_hub fixed the token file's path at import: make sure no real login is read.
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     assert "Authorization" not in request_headers(plan(ENTRY)[0])
+
+
+# -- what zoo prints of a URL or of text from outside (zoo.printable) ------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("http://user:pw@host/x", "http://***@host/x"),
+    ("https://user:p@ss@host:8/x?q=a@b", "https://***@host:8/x?q=a@b"),  # a raw "@" in the password
+    ("see http://a:b@h1/ and https://c@h2/", "see http://***@h1/ and https://***@h2/"),
+    ("http://host/path@x", "http://host/path@x"),  # "@" after the host is not userinfo
+    ("mailto-like user@host", "mailto-like user@host"),
+])
+def test_redact(text: str, expected: str) -> None:
+    from zoo.printable import redact
+
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(("text", "one_line", "multi_line"), [
+    ("a\x1b[31mb", "a\\x1b[31mb", "a\\x1b[31mb"),
+    ("x\ny\tz", "x\\x0ay\\x09z", "x\ny\tz"),
+    ("csi\x9bdel\x7f", "csi\\x9bdel\\x7f", "csi\\x9bdel\\x7f"),
+    ("bidi\u202egnp.exe", "bidi\\u202egnp.exe", "bidi\\u202egnp.exe"),
+    ("bad\udcffname", "bad\\udcffname", "bad\\udcffname"),  # an undecodable file name (surrogateescape)
+    ("plain ünïcode 模型", "plain ünïcode 模型", "plain ünïcode 模型"),
+])
+def test_escape(text: str, one_line: str, multi_line: str) -> None:
+    from zoo.printable import escape
+
+    assert escape(text) == one_line
+    assert escape(text, keep_newlines=True) == multi_line
+
+
+def test_source_shown_redacts() -> None:
+    mirror = plan(ENTRY, extra_mirrors=["http://me:hunter2@m"])[0]
+    assert "hunter2" in mirror.url  # requests needs it to authenticate
+    assert mirror.shown == f"http://***@m/{ZOO_PATH}"

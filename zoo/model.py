@@ -367,12 +367,13 @@ def _content_key(path: Path) -> str:
 
 def _recipe_for(recipe: str | ImageRecipe | Step | None, entry: ModelEntry | None,
                 session: InferenceSession) -> ImageRecipe | Step | None:
+    if recipe is None:
+        return entry.preprocess if entry is not None and isinstance(entry.preprocess, ImageRecipe) else None
+    # Only a recipe named or given by the caller needs the preprocessing module (and Pillow) at load time.
     from zoo.pipeline import preprocess
 
     if isinstance(recipe, str):
         recipe = preprocess.get(recipe)
-    if recipe is None and entry is not None and isinstance(entry.preprocess, ImageRecipe):
-        return entry.preprocess
     if isinstance(recipe, ImageRecipe):
         return preprocess.with_input(recipe, _fixed_hw(session, recipe))
     return recipe

@@ -29,8 +29,8 @@ from servers import Fault
 from zoo.store.download import MAX_REDIRECTS
 
 MODEL = synthetic("rel-fault-1", 2 * MIB + 4321, seed=1)  # three 1 MiB chunks
-CUT = MIB + MIB // 2  # inside the second chunk: the first MiB reaches the partial, the rest is lost
-RESUME = f"bytes={MIB}-"
+CUT = MIB + MIB // 2  # inside the second chunk: every byte received before the cut reaches the partial
+RESUME = f"bytes={CUT}-"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from zoo import api
+from zoo.cli.add import add, remove
 from zoo.cli.cache import cache as cache_group
 from zoo.cli.export import export
 from zoo.cli.mirror import mirror
@@ -254,5 +255,5 @@ def main() -> None:
     cli(prog_name="zoo")
 
 
-for _command in (predict, check, bench, cache_group, mirror, export):
+for _command in (predict, check, bench, cache_group, mirror, export, add, remove):
     cli.add_command(_command)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from zoo.errors import EXIT_UNEXPECTED, ZooError
+from zoo.printable import printable, redact
+from zoo.store import interrupt
 
 EPILOG = """\b
 Exit codes: 0 ok; 1 unexpected error; 2 bad usage or bad input (unknown
@@ -31,13 +36,21 @@ def human_size(size: int) -> str:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    rows = [[printable(str(c), keep_newlines=False) for c in row] for row in rows]  # ids and names from manifests
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+# json.dumps escapes C0 controls but, with ensure_ascii=False, leaves C1 ones (0x9B is a one-byte CSI) and
+# bidirectional overrides raw; \uXXXX keeps the JSON valid and the same once parsed.
+_JSON_UNSAFE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                         *range(0x2066, 0x206A)]}
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """Print `data` as JSON on stdout, URL credentials redacted."""
+    click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False)).translate(_JSON_UNSAFE))
 
 
 def json_option(func: Callable) -> Callable:
@@ -57,13 +70,14 @@ def handle_errors(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _stop_downloads_on_sigint():
+                return func(*args, **kwargs)
         except ZooError as exc:
             if debug_enabled():
                 raise
-            click.secho(f"error: {exc.what}", fg="red", err=True)
+            click.secho(f"error: {printable(exc.what)}", fg="red", err=True)
             if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+                click.echo(f"hint: {printable(exc.hint)}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -77,11 +91,42 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # an unexpected failure is a bug: say so briefly
             if debug_enabled():
                 raise
-            click.echo(f"unexpected error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"unexpected error: {type(exc).__name__}: {printable(str(exc))}", err=True)
             click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
             sys.exit(EXIT_UNEXPECTED)
 
     return wrapper
+
+
+@contextmanager
+def _stop_downloads_on_sigint() -> Iterator[None]:
+    """Ctrl-C also stops downloads in worker threads (`pull -j`), which KeyboardInterrupt never reaches.
+
+    The main thread still gets its KeyboardInterrupt at once; the workers see the
+    stop flag, keep their partials and end, so the pool's exit does not wait for
+    whole files.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored (nohup), or someone's own
+        yield
+        return
+    interrupt.clear()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupt.request_stop()
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt here, as without a handler
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupt.clear()
+
+
+def echo_note(text: str) -> None:
+    """A note on stderr, printable: it may quote manifests, servers or file names."""
+    click.echo(printable(text), err=True)
 
 
 def debug_enabled() -> bool:
@@ -90,4 +135,4 @@ def debug_enabled() -> bool:
 
 def note(resolved_from: str | None) -> None:
     if resolved_from:
-        click.echo(f"note: {resolved_from}", err=True)
+        echo_note(f"note: {resolved_from}")

@@ -3,8 +3,8 @@
 `decide()` looks at the disk and says what to do; `fetch()` does it. Bytes
 arrive in partial/<sha256>.part, are hashed and counted as they stream, and
 reach blobs/sha256/<sha256> only through os.replace once they verify: a blob is
-complete and verified, or absent. A partial survives failures and later runs,
-and is resumed with an HTTP Range request.
+complete and verified, or absent. A partial survives failures, Ctrl-C and later
+runs, and is resumed with an HTTP Range request.
 
 requests, huggingface_hub, tqdm and filelock are imported inside the functions
 that use them: `zoo --help` and `zoo list` must not pay for them.
@@ -22,24 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError, ZooError
+from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError
 from zoo.index.manifest import FileEntry, ModelEntry
-from zoo.store import cache, hf_cache
-from zoo.store.hashing import HashWriter, copy_hashing
+from zoo.printable import printable, redact, shown
+from zoo.store import cache, hf_cache, interrupt, progress
+from zoo.store.hashing import CHUNK_SIZE, HashWriter, copy_hashing
+from zoo.store.netpolicy import MAX_WAIT, Settings, retry_after
 from zoo.store.sources import Source, plan, request_headers, request_url
+from zoo.store.transport import MAX_REDIRECTS, RedirectRefusedError, Watch, new_session
 
 if TYPE_CHECKING:
     import requests
 
+__all__ = ["MAX_REDIRECTS", "FetchResult", "decide", "fetch", "import_file", "offline_from_env"]
+
 Action = Literal["hit", "resume", "download"]
 Log = Callable[[str], None]
-
-CHUNK_SIZE = 1024 * 1024
-DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; ZOO_TIMEOUT sets both
-DEFAULT_RETRIES = 4  # attempts per source; ZOO_RETRIES
-DEFAULT_BACKOFF = 0.5  # seconds before the first retry, doubled each time; ZOO_RETRY_BACKOFF
-MAX_WAIT = 60.0  # cap on Retry-After and on backoff
-MAX_REDIRECTS = 10
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -51,28 +49,12 @@ class FetchResult:
     path: Path  # the readable view, models/<id>/<name>
     sha256: str
     size: int
-    source: str  # the URL that delivered the bytes, "cache", or the imported file
+    source: str  # the URL that delivered the bytes (credentials redacted), "cache", or the imported file
     downloaded: bool
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.model_id, "path": str(self.path), "sha256": self.sha256, "bytes": self.size,
                 "source": self.source, "downloaded": self.downloaded}
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    timeout: tuple[float, float]
-    retries: int
-    backoff: float
-
-    @classmethod
-    def from_env(cls) -> _Settings:
-        timeout = _env_number("ZOO_TIMEOUT", None)
-        return cls(
-            timeout=DEFAULT_TIMEOUT if timeout is None else (timeout, timeout),
-            retries=max(1, int(_env_number("ZOO_RETRIES", DEFAULT_RETRIES))),
-            backoff=_env_number("ZOO_RETRY_BACKOFF", DEFAULT_BACKOFF),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +64,8 @@ class _Job:
     entry: ModelEntry
     file: FileEntry
     root: Path
-    settings: _Settings
-    progress: bool
+    settings: Settings
+    progress: progress.Progress
     log: Log
 
     @property
@@ -136,8 +118,11 @@ def fetch(
 ) -> FetchResult:
     """Make `file` of `entry` a verified local file, downloading it when needed.
 
-    Raises NotCachedError when offline and not cached, HashMismatchError when the
-    last source tried served wrong bytes, DownloadError when no source delivered.
+    progress: True a bar, False nothing, None a bar on a terminal and a start and
+    an end line otherwise. Raises NotCachedError when offline and not cached,
+    HashMismatchError when the last source tried served wrong bytes, DownloadError
+    when no source delivered, ZooError for unusable ZOO_TIMEOUT-style settings, and
+    KeyboardInterrupt (partial kept) when interrupt.request_stop() is called.
     """
     root = root or cache.home()
     log = log or _log_to_stderr
@@ -152,8 +137,9 @@ def fetch(
                 raise DownloadError(f"cannot download {entry.id} again: zoo is offline",
                                     hint="unset ZOO_OFFLINE / HF_HUB_OFFLINE, or drop --force to use the cached file")
             raise NotCachedError(entry.id, str(cache.view_path(entry, file, root)))
-        show = sys.stderr.isatty() if progress is None else progress
-        job = _Job(entry, file, cache.ensure_root(root), _Settings.from_env(), show, log)
+        settings = Settings.from_env()  # before any lock or request: a bad setting is exit 2 at once
+        shows = _progress(progress, entry, file, log)
+        job = _Job(entry, file, cache.ensure_root(root), settings, shows, log)
         with cache.blob_lock(file.sha256, root, on_wait=log):
             # Another process may have published the blob while this one waited.
             action = decide(file, root, force=force)
@@ -162,7 +148,11 @@ def fetch(
             if action == "download":
                 job.partial.unlink(missing_ok=True)
             url = _download_any(job, plan(entry, file) if sources is None else sources)
-        return _result(entry, file, root, url, downloaded=True)
+        return _result(entry, file, root, redact(url), downloaded=True)
+
+
+def _progress(asked: bool | None, entry: ModelEntry, file: FileEntry, log: Log) -> progress.Progress:
+    return progress.Progress(progress.choose(asked), entry.id, file.name, file.size, log)
 
 
 def import_file(entry: ModelEntry, file: FileEntry, local_path: Path, root: Path | None = None) -> FetchResult:
@@ -202,20 +192,25 @@ def _download_any(job: _Job, sources: Sequence[Source]) -> str:
     """Try each source in order; return the URL that delivered verified bytes."""
     failures: list[tuple[str, str]] = []
     last: Exception | None = None
-    for n, source in enumerate(sources, 1):
-        url = source.url
-        try:
-            url = request_url(source)
-            _download_from(job, source, url)
-            return url
-        except HashMismatchError as exc:
-            last, why = exc, (f"wrong bytes: expected sha256 {exc.expected_sha256} ({exc.expected_size} bytes), "
-                              f"got sha256 {exc.got_sha256} ({exc.got_size} bytes); bad bytes deleted")
-        except _Failed as exc:
-            last, why = exc, str(exc)
-        failures.append((url, why))
-        then = "trying the next source" if n < len(sources) else "no sources left"
-        job.log(f"{job.entry.id}: {url} failed: {why}; {then}")
+    job.progress.start(_resumable_size(job))
+    try:
+        for n, source in enumerate(sources, 1):
+            url = source.url
+            try:
+                url = request_url(source)
+                _download_from(job, source, url)
+                job.progress.done(url)
+                return url
+            except HashMismatchError as exc:
+                last, why = exc, (f"wrong bytes: expected sha256 {exc.expected_sha256} ({exc.expected_size} bytes), "
+                                  f"got sha256 {exc.got_sha256} ({exc.got_size} bytes); bad bytes deleted")
+            except _Failed as exc:
+                last, why = exc, str(exc)
+            failures.append((shown(url), why))
+            then = "trying the next source" if n < len(sources) else "no sources left"
+            job.log(f"{job.entry.id}: {shown(url)} failed: {why}; {then}")
+    finally:
+        job.progress.close()
     summary = _all_failed(job, failures)
     if isinstance(last, HashMismatchError):
         raise last from summary
@@ -241,12 +236,12 @@ def _download_from(job: _Job, source: Source, url: str) -> None:
     import requests  # here, not at the top: the CLI must start without it
 
     headers, retries = request_headers(source), job.settings.retries
-    with _session() as session:
+    with new_session(url) as session:
         for attempt in range(1, retries + 1):
             resumed = job.partial.is_file() and job.partial.stat().st_size > 0
             try:
                 try:
-                    return _stream_once(job, session, url, headers)
+                    return _watched_attempt(job, session, url, headers)
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                     raise _Retry(_describe(exc)) from exc
                 except requests.RequestException as exc:
@@ -255,24 +250,33 @@ def _download_from(job: _Job, source: Source, url: str) -> None:
                 if attempt == retries:
                     raise _Failed(f"{exc} (gave up after {attempt} attempts)") from exc
                 delay = exc.delay if exc.delay is not None else job.settings.backoff * 2 ** (attempt - 1)
-                job.log(f"{job.entry.id}: {url}: {exc}; retry {attempt}/{retries - 1} in {min(delay, MAX_WAIT):.2f}s")
-                time.sleep(min(delay, MAX_WAIT))
+                delay = min(delay, MAX_WAIT)
+                job.log(f"{job.entry.id}: {shown(url)}: {exc}; retry {attempt}/{retries - 1} in {delay:.2f}s")
+                interrupt.sleep(delay)
             except HashMismatchError:
                 if not resumed or attempt == retries:
                     raise
                 # The kept prefix may be what was wrong (it can come from another source or run).
-                job.log(f"{job.entry.id}: resumed bytes did not verify; downloading {url} from the start")
+                job.log(f"{job.entry.id}: resumed bytes did not verify; downloading {shown(url)} from the start")
 
 
-def _session() -> requests.Session:
-    import requests
+def _watched_attempt(job: _Job, session: requests.Session, url: str, headers: dict[str, str]) -> None:
+    """One attempt under a Watch: too slow, or a stop request, ends it whatever it was waiting for."""
+    with Watch(job.settings) as watch:
+        try:
+            _stream_once(job, session, url, headers, watch)
+        except RedirectRefusedError as exc:
+            raise _Failed(str(exc)) from exc
+        except (Exception, KeyboardInterrupt) as exc:
+            if watch.stopped or isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt("download interrupted; the partial is kept for resume") from exc
+            if watch.reason is not None:
+                raise _Failed(watch.reason) from exc
+            raise
+    interrupt.check()
 
-    session = requests.Session()
-    session.max_redirects = MAX_REDIRECTS  # a redirect loop fails fast and the next source is tried
-    return session
 
-
-def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[str, str]) -> None:
+def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[str, str], watch: Watch) -> None:
     """One GET: resume or restart the partial, stream it to disk, verify and publish."""
     offset = _resumable_size(job)
     if offset == job.file.size:
@@ -282,7 +286,10 @@ def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[s
     with session.get(url, headers=headers, stream=True, timeout=job.settings.timeout, allow_redirects=True) as resp:
         offset = _accept(job, resp, offset)
         hasher = _sha256_prefix(job.partial, offset)  # read the kept prefix once, before appending
-        got = _write_body(job, resp, hasher, offset)
+        watch.body_started = True
+        got = _write_body(job, resp, hasher, offset, watch)
+    if got < job.file.size and watch.reason is not None:
+        raise _Failed(watch.reason)
     return _verify_and_publish(job, url, hasher, got)
 
 
@@ -300,23 +307,28 @@ def _resumable_size(job: _Job) -> int:
 
 def _accept(job: _Job, resp: requests.Response, offset: int) -> int:
     """Check the response status; return the offset its body starts at (0: restart)."""
-    status = resp.status_code
+    status, reason = resp.status_code, shown(resp.reason or "")
     if status == 416:
         job.partial.unlink(missing_ok=True)
         raise _Retry(f"HTTP 416: cannot resume at byte {offset}; restarting from 0", delay=0.0)
     if status == 429 or status >= 500:
-        raise _Retry(f"HTTP {status} {resp.reason}", delay=_retry_after(resp.headers.get("Retry-After")))
+        delay = retry_after(resp.headers.get("Retry-After"), time.time())
+        if delay is not None and delay >= MAX_WAIT:  # "come back in an hour": better try the next source now
+            raise _Failed(f"HTTP {status} {reason}, Retry-After {shown(resp.headers['Retry-After'])!r}: "
+                          f"not waiting {MAX_WAIT:g} s or more")
+        raise _Retry(f"HTTP {status} {reason}", delay=delay)
     if status not in (200, 206):
         code = resp.headers.get("X-Error-Code")
-        raise _Failed(f"HTTP {status} {resp.reason}" + (f" ({code})" if code else ""))
+        raise _Failed(f"HTTP {status} {reason}" + (f" ({shown(code)})" if code else ""))
     if status == 206:
         content_range = resp.headers.get("Content-Range", "")
         if _range_start(content_range) != offset:
             job.partial.unlink(missing_ok=True)
-            raise _Retry(f"asked for bytes={offset}-, got Content-Range {content_range!r}; restarting", delay=0.0)
+            raise _Retry(f"asked for bytes={offset}-, got Content-Range {shown(content_range)!r}; restarting",
+                         delay=0.0)
         return offset
     if offset:
-        job.log(f"{job.entry.id}: {resp.url} ignored the Range request; downloading from byte 0")
+        job.log(f"{job.entry.id}: {shown(resp.url)} ignored the Range request; downloading from byte 0")
     return 0
 
 
@@ -327,39 +339,41 @@ def _range_start(content_range: str) -> int | None:
     return int(start) if unit == "bytes" and start.isdigit() else None
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header; None (use backoff) for dates or nonsense."""
-    try:
-        return min(max(float(value), 0.0), MAX_WAIT) if value is not None else None
-    except ValueError:
-        return None
+def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int, watch: Watch) -> int:
+    """Write the body at `offset` of the partial, hashing as it goes; return the bytes seen.
 
-
-def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int) -> int:
-    """Append the body to the partial, hashing as it goes; return the bytes seen.
-
-    The socket is read here while a second thread hashes and writes (hashlib and
-    file writes release the GIL), so sha256 costs overlap the network instead of
-    adding to it. Stops at the first chunk that would pass the expected size.
+    This thread only reads the socket; HashWriter hashes and writes in two more
+    threads. read1() returns whatever has arrived, so the Watch sees a trickle as
+    it happens. Stops at the first chunk that would pass the expected size.
     """
-    from tqdm import tqdm
-
     got, size = offset, job.file.size
-    bar = tqdm(total=size, initial=offset, desc=job.file.name, unit="B", unit_scale=True, unit_divisor=1024,
-               mininterval=0.5, file=sys.stderr, disable=not job.progress, leave=False)
-    with open(job.partial, "ab" if offset else "wb") as out, bar, HashWriter(hasher, out) as sink:
-        for chunk in resp.iter_content(CHUNK_SIZE):
-            got += len(chunk)
-            if got > size:
-                sink.hash_only(chunk)
-                break
-            sink.put(chunk)
-            bar.update(len(chunk))
-        sink.drain()
+    job.progress.attempt(offset)
+    fd = os.open(job.partial, os.O_WRONLY | os.O_CREAT | (0 if offset else os.O_TRUNC), 0o644)
+    try:
+        with HashWriter(hasher, fd, offset) as sink:
+            while chunk := _read(resp):
+                watch.add(len(chunk))
+                got += len(chunk)
+                if got > size:
+                    sink.hash_only(chunk)
+                    break
+                sink.put(chunk)
+                job.progress.update(len(chunk))
         if got == size:
-            out.flush()
-            os.fsync(out.fileno())
+            os.fsync(fd)  # once, before publishing: the blob must survive a power cut
+    finally:
+        os.close(fd)
     return got
+
+
+def _read(resp: requests.Response) -> bytes:
+    """Up to CHUNK_SIZE bytes of the body as they arrive; b"" at its end."""
+    import urllib3
+
+    try:
+        return resp.raw.read1(CHUNK_SIZE, decode_content=True)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # timeouts, resets, short bodies
+        raise _Retry(_describe(exc)) from exc
 
 
 def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:
@@ -369,7 +383,7 @@ def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:
     sha256 = hasher.hexdigest()
     if got != job.file.size or sha256 != job.file.sha256:
         job.partial.unlink(missing_ok=True)
-        raise HashMismatchError(job.entry.id, url, expected_sha256=job.file.sha256, got_sha256=sha256,
+        raise HashMismatchError(job.entry.id, shown(url), expected_sha256=job.file.sha256, got_sha256=sha256,
                                 expected_size=job.file.size, got_size=got)
     os.replace(job.partial, job.blob)
 
@@ -385,33 +399,20 @@ def _sha256_prefix(path: Path, size: int) -> Any:
     return hasher
 
 
-def _env_number(name: str, default: float | None) -> Any:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise ZooError(f"{name} must be a number of seconds or a count >= 0, got {raw!r}", hint=f"unset {name}")
-    return value
-
-
 _CAUSES = (("refused", "connection refused"), ("Name or service not known", "host name not found"),
            ("Temporary failure in name resolution", "host name not found"), ("timed out", "timed out"),
            ("reset by peer", "connection reset"), ("RemoteDisconnected", "connection closed by the server"),
            ("IncompleteRead", "connection closed mid-body"), ("Connection broken", "connection closed mid-body"))
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     """A short reason: requests/urllib3 messages nest the cause three levels deep."""
     text = str(exc.args[0] if exc.args else exc)
     for needle, short in _CAUSES:
         if needle in text:
             return f"{type(exc).__name__}: {short}"
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {shown(text[:200])}"
 
 
 def _log_to_stderr(message: str) -> None:
-    print(f"zoo: {message}", file=sys.stderr)
+    print(f"zoo: {printable(message)}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from zoo.index.manifest import FileEntry, ModelEntry
+from zoo.printable import shown
 
 HF_ORG = "onnxmodelzoo"
 HF_LEGACY_REPO = f"{HF_ORG}/legacy_models"
@@ -26,10 +27,15 @@ class Source:
     """One place to fetch one file from."""
 
     kind: Literal["mirror", "huggingface"]
-    url: str
+    url: str  # may hold user:password@ for a mirror: print `shown`, never `url`
     repo_id: str | None = None
     filename: str | None = None
     revision: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The URL as zoo prints it: credentials redacted, control characters escaped."""
+        return shown(self.url)
 
 
 def mirrors(extra: Sequence[str] = ()) -> list[str]:
@@ -49,7 +55,7 @@ def _check_mirror(url: str, where: str) -> None:
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ZooError(f"mirror {url!r} (from {where}) is not an http:// or https:// URL with a host",
+        raise ZooError(f"mirror {shown(url)!r} (from {where}) is not an http:// or https:// URL with a host",
                        hint="use e.g. http://mirror.local:8000; serve a folder with `python -m http.server`")
 
 
@@ -102,6 +108,6 @@ def request_headers(source: Source) -> dict[str, str]:
 
 
 def _version() -> str:
-    from zoo import __version__
+    from zoo.version import __version__
 
     return __version__

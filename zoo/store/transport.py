@@ -1,0 +1,186 @@
+"""HTTP sessions for downloads: redirects checked before they are followed, and a watchdog per attempt.
+
+requests bounds each socket read (the read timeout), never a whole response: a
+server that trickles a byte a second, in its headers or its body, holds a read
+open for ever. A Watch runs beside each attempt; when less than `speed_limit`
+bytes/s arrived over the last `speed_time` seconds (curl's --speed-limit and
+--speed-time), or when a stop is requested (Ctrl-C), it shuts the attempt's
+sockets down, which wakes the blocked read at once. To know those sockets, the
+session's connections register themselves with the Watch of their thread when
+they wait for a response.
+
+requests and urllib3 are imported inside functions: `zoo --help` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+from zoo.store import interrupt
+from zoo.store.netpolicy import Settings, redirect_refusal, source_kinds
+
+if TYPE_CHECKING:
+    import requests
+
+MAX_REDIRECTS = 10
+_CURRENT = threading.local()  # .watch: the Watch of the attempt running in this thread
+
+
+class RedirectRefusedError(Exception):
+    """A redirect pointed where this source must not send zoo (another scheme, a private address)."""
+
+
+class Watch:
+    """Watchdog of one attempt: ends it when it is too slow or a stop is requested.
+
+    The reading thread reports bytes with add(); `reason` says why the watchdog
+    fired (None: it did not), and the reader turns that into the error to raise.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit, self.window = settings.speed_limit, settings.speed_time
+        self.received = 0
+        self.body_started = False
+        self.reason: str | None = None
+        self.stopped = False  # fired because of a stop request, not slowness
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zoo-download-watch", daemon=True)
+
+    def __enter__(self) -> Watch:
+        _CURRENT.watch = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.watch = None
+        self._done.set()
+        self._thread.join()
+
+    def add(self, count: int) -> None:
+        self.received += count  # one reading thread per Watch: no lock needed
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.reason is not None
+        if fired:
+            _shut(sock)
+
+    def _run(self) -> None:
+        tick = min(0.1, self.window / 4)
+        samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
+        while not self._done.wait(tick):
+            if interrupt.stopping():
+                self.stopped = True
+                return self._fire("interrupted")
+            now, got = time.monotonic(), self.received
+            samples.append((now, got))
+            while len(samples) > 1 and samples[1][0] <= now - self.window:
+                samples.popleft()  # keep the newest sample at least a window old
+            start, before = samples[0]
+            if now - start >= self.window and got - before < self.limit * (now - start):
+                return self._fire(self._too_slow(got - before, now - start))
+        return None
+
+    def _too_slow(self, count: int, seconds: float) -> str:
+        what = "body" if self.body_started else "response headers"
+        return (f"too slow: {count} bytes of {what} in the last {seconds:.1f} s, under the low-speed limit of "
+                f"{self.limit:g} bytes/s (ZOO_LOW_SPEED_LIMIT, ZOO_LOW_SPEED_TIME)")
+
+    def _fire(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake any thread blocked reading `sock`: shutdown(), unlike close(), is safe from another thread."""
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: also for an SSLSocket
+
+
+def _attach_current(sock: socket.socket | None) -> None:
+    watch = getattr(_CURRENT, "watch", None)
+    if watch is not None:
+        watch.attach(sock)
+
+
+def new_session(source_url: str) -> requests.Session:
+    """A Session whose connections report to the thread's Watch and whose redirects are checked."""
+    import requests
+
+    session = requests.Session()
+    session.max_redirects = MAX_REDIRECTS  # a redirect loop fails fast and the next source is tried
+    adapter = _adapter_class()()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # Decided once, for the URL zoo was given: where its redirects lead cannot make it private.
+    kinds = source_kinds(source_url)
+    session.hooks["response"].append(functools.partial(_check_redirect, session, kinds))
+    return session
+
+
+def _check_redirect(session: requests.Session, kinds: frozenset[str], resp: requests.Response, *args: Any,
+                    **kwargs: Any) -> requests.Response:
+    """A response hook: runs on every hop, before requests follows the redirect."""
+    if not resp.is_redirect:
+        return resp
+    target = urljoin(resp.url, session.get_redirect_target(resp) or "")
+    why = redirect_refusal(target, source=kinds)
+    if why is not None:
+        resp.close()
+        raise RedirectRefusedError(why)
+    return resp
+
+
+@functools.cache
+def _adapter_class() -> type[Any]:
+    """An HTTPAdapter whose pools make connections that attach their socket to the thread's Watch."""
+    from requests.adapters import HTTPAdapter
+    from urllib3 import ProxyManager
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class WatchedHTTPConnection(HTTPConnection):
+        def getresponse(self) -> Any:  # the wait for headers: where a trickling server blocks
+            _attach_current(self.sock)
+            return super().getresponse()
+
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def getresponse(self) -> Any:
+            _attach_current(self.sock)
+            return super().getresponse()
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if isinstance(manager, ProxyManager):  # SOCKS managers keep their own pools
+                manager.pool_classes_by_scheme = pools
+            return manager
+
+    return WatchedAdapter

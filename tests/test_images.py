@@ -109,3 +109,52 @@ def test_arrays_and_pil_images() -> None:
     assert open_image(Image.new("LA", (3, 3))).mode == "RGB"
     with pytest.raises(ImageError, match="shape"):
         open_image(np.zeros((2, 3, 5)))
+
+
+def test_only_the_first_frame_of_an_animation_is_decoded(tmp_path: Path) -> None:
+    frames = [Image.new("L", (8, 8), v) for v in (200, 10, 90)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=10)
+    img = open_image(path)
+    assert img.getpixel((3, 3)) == (200, 200, 200)  # frame 0, whatever follows it
+
+
+def test_palette_transparency_is_composited_on_white(tmp_path: Path) -> None:
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([9, 9, 9] * 256)
+    pal.save(tmp_path / "t.png", transparency=0)
+    assert open_image(tmp_path / "t.png").getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_float_nan_and_inf_become_black_and_white(tmp_path: Path) -> None:
+    arr = np.array([[np.nan, np.inf, -np.inf, 100.0]], dtype=np.float32)
+    img = open_image(save(Image.fromarray(arr, mode="F"), tmp_path / "f.tif"))
+    assert img.mode == "L" and [img.getpixel((x, 0)) for x in range(4)] == [0, 255, 0, 100]
+
+
+def test_big_endian_16_bit_and_32_bit_gray(tmp_path: Path) -> None:
+    assert open_image(Image.new("I;16B", (2, 2), 65535)).getpixel((0, 0)) == 255
+    assert open_image(Image.fromarray(np.full((2, 2), 70000, dtype=np.int32))).getpixel((0, 0)) == 255
+    assert open_image(Image.fromarray(np.full((2, 2), -5, dtype=np.int32))).getpixel((0, 0)) == 0
+
+
+def test_premultiplied_alpha_modes_are_converted() -> None:
+    assert open_image(Image.new("La", (3, 3), (100, 255))).getpixel((1, 1)) == (100, 100, 100)
+    assert open_image(Image.new("RGBa", (3, 3), (10, 20, 30, 255))).getpixel((1, 1)) == (10, 20, 30)
+
+
+def test_pil_image_over_the_pixel_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.pipeline import images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 99)
+    with pytest.raises(ImageError, match="10x10 pixels exceeds the 99 pixel limit"):
+        open_image(Image.new("RGB", (10, 10)))
+
+
+def test_a_decoded_file_carries_its_name_for_later_errors(tmp_path: Path) -> None:
+    from zoo.pipeline.images import name_of
+
+    path = save(Image.new("RGB", (4, 4)), tmp_path / "named.png")
+    assert name_of(open_image(path)) == str(path)
+    mine = Image.new("RGB", (4, 4))
+    assert name_of(open_image(mine)) == "<Image>" and "zoo.source" not in mine.info  # a caller's image: untouched

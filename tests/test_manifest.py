@@ -218,3 +218,28 @@ def test_trap_super_resolution_on_y() -> None:
     e = entry("super-resolution-10")
     assert e.preprocess.channel_order == "Y" and e.postprocess.kind == "super-resolution-ycbcr-merge"
     assert e.postprocess.param("upscale_factor") == 3
+
+
+def test_tiles_round_trip_and_are_validated(tmp_path: Path) -> None:
+    e = entry("super-resolution-10")
+    assert e.preprocess.tiles.overlap == 16 and e.to_dict()["preprocess"]["tiles"] == {"overlap": 16}
+    as_json = json.loads(json.dumps(e.to_dict()))
+    again = read_manifest_file(write_manifest(tmp_path, [{**as_json, "id": "tiled-copy-1", "aliases": [],
+                                                          "hub_name": "Tiled Copy"}]))
+    assert again[0].preprocess == e.preprocess
+    too_wide = broken("preprocess.tiles", {"overlap": 112})
+    with pytest.raises(ManifestError) as err:
+        read_manifest_file(write_manifest(tmp_path, [too_wide], name="wide.json"))
+    assert err.value.field == "preprocess.tiles.overlap" and "more than twice the overlap" in err.value.problem
+
+
+def test_value_walk_is_iterative_and_names_the_model(tmp_path: Path) -> None:
+    """Thousands of entries and a bad value deep in the last one: found, with its model and field."""
+    from zoo.index.manifest_reader import parse_json
+
+    models = [broken("id", f"m-{i}") for i in range(3000)]
+    text = json.dumps({"schema_version": 1, "family": "acme", "models": models})
+    text = text[: text.rindex('"topk": 5')] + '"topk": NaN' + text[text.rindex('"topk": 5') + 9:]
+    with pytest.raises(ManifestError) as err:
+        parse_json(text.encode(), "big.json")
+    assert (err.value.source, err.value.model_id, err.value.field) == ("big.json", "m-2999", "postprocess.topk")

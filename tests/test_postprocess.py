@@ -398,7 +398,8 @@ def _run_real(model_file: str, model_id: str, image: str):
     session = ort.InferenceSession(str(shared("models", model_file)), options, providers=["CPUExecutionProvider"])
     prepared = preprocess.prepare(images.open_image(shared("images", image)), e.preprocess)
     names = [o.name for o in session.get_outputs()]
-    outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: prepared.tensor[None]})))
+    tensor = prepared.tensor[None] if e.preprocess.has_batch_dim else prepared.tensor  # tiles: already a batch
+    outputs = dict(zip(names, session.run(names, {session.get_inputs()[0].name: tensor})))
     return e, prepared, outputs
 
 
@@ -423,8 +424,9 @@ def test_ultraface_face_counts(model_id: str, image: str, faces: int) -> None:
 def test_super_resolution_merges_colour_at_three_times_the_input() -> None:
     e, prepared, outputs = _run_real("super-resolution-10.onnx", "super-resolution-10", "cat.jpg")
     result = decode(e.postprocess, outputs, batch=1, geometries=[prepared.geometry], prepared=[prepared])[0]
-    assert prepared.tensor.shape == (1, 224, 224)
-    assert result.image.size == (672, 672) and result.image.mode == "RGB"
+    width, height = prepared.geometry.original
+    assert prepared.tensor.shape == (prepared.tiles.count, 1, 224, 224) and prepared.tiles.count > 1
+    assert result.image.size == (3 * width, 3 * height) and result.image.mode == "RGB"
     upscaled = np.asarray(result.image, np.float64).mean(axis=(0, 1))
     source = np.asarray(prepared.chroma.convert("RGB"), np.float64).mean(axis=(0, 1))
     np.testing.assert_allclose(upscaled, source, atol=8)  # same colours, three times the pixels
@@ -436,3 +438,47 @@ def test_mobilenetv2_int8_frog() -> None:
                  labels=label_sets.load(e.labels))[0]
     assert (top[0].index, top[0].label) == (31, "tree frog")
     assert 0 < top[0].score <= 1 and sum(c.score for c in top) <= 1 + 1e-6
+
+
+# -- super-resolution tiles ---------------------------------------------------------------------
+
+
+def test_stitch_places_every_tile_where_it_came_from() -> None:
+    """A stand-in model that upscales by 3 with np.kron: the stitched plane must be the whole image at 3x."""
+    from zoo.pipeline.postprocess import stitch
+    from zoo.pipeline.preprocess import TileGrid, tile_starts
+
+    rng = np.random.default_rng(1)
+    for w, h in ((500, 375), (224, 224), (100, 60), (431, 225)):
+        image = rng.random((h, w), dtype=np.float32)
+        grid = TileGrid((w, h), (224, 224), tile_starts(w, 224, 16), tile_starts(h, 224, 16))
+        padded = np.pad(image, ((0, max(0, 224 - h)), (0, max(0, 224 - w))), mode="edge")
+        tiles = np.stack([np.kron(padded[y:y + 224, x:x + 224], np.ones((3, 3), np.float32))[None]
+                          for x, y in grid.origins()])
+        np.testing.assert_array_equal(stitch(tiles, grid), np.kron(image, np.ones((3, 3), np.float32)))
+
+
+def test_super_resolution_covers_frog_at_three_times_and_agrees_with_one_tile() -> None:
+    """frog.jpg (800x600) in 12 tiles: a 2400x1800 answer whose luma equals one plain 224x224 run of the
+    model on any tile of the photo, away from that tile's own border (where the model saw zero padding)."""
+    from zoo.pipeline import images
+    from zoo.pipeline.postprocess import stitch
+
+    e, prepared, outputs = _run_real("super-resolution-10.onnx", "super-resolution-10", "frog.jpg")
+    result = decode(e.postprocess, outputs, batch=1, geometries=[prepared.geometry], prepared=[prepared])[0]
+    photo = images.open_image(shared("images", "frog.jpg"))
+    assert photo.size == (800, 600) and result.image.size == (2400, 1800)
+    plane = stitch(outputs["output"], prepared.tiles)
+    session = ort.InferenceSession(str(shared("models", "super-resolution-10.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    y = np.asarray(photo.convert("YCbCr"), np.float32)[:, :, 0] / 255
+    margin = 15  # 5 input pixels: the receptive field of the model's 5x5 + three 3x3 convolutions
+    for x0, y0 in ((300, 200), (0, 0), (576, 376), (101, 333)):  # off the grid, and on its corners
+        single = session.run(None, {"input": y[None, None, y0:y0 + 224, x0:x0 + 224]})[0][0, 0]
+        ours = plane[3 * y0:3 * y0 + 672, 3 * x0:3 * x0 + 672]
+        inner = (slice(margin if y0 else 0, 672 - margin), slice(margin if x0 else 0, 672 - margin))
+        assert np.abs(ours[inner] - single[inner]).max() * 255 < 0.5, (x0, y0)
+        shifted = plane[3 * y0 + 3:3 * y0 + 675, 3 * x0:3 * x0 + 672]  # the same check one pixel off fails
+        assert np.abs(shifted[inner] - single[inner]).max() * 255 > 20
+    luma = np.asarray(result.image.convert("YCbCr"), np.float32)[:, :, 0]
+    assert np.abs(luma - np.clip(plane * 255, 0, 255)).mean() < 1.5  # the RGB answer carries that luma

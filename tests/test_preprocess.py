@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.errors import ZooError
+from zoo.errors import ImageError, ZooError
 from zoo.index.catalog import load_index
 from zoo.index.manifest import ImageRecipe, ResizeSpec
 from zoo.pipeline import preprocess
@@ -102,9 +102,12 @@ def test_center_crop_geometry() -> None:
 
 def test_super_resolution_keeps_chroma() -> None:
     out = prepare(solid((200, 30, 30)), load_index().resolve("super-resolution-10").entry.preprocess)
-    assert out.tensor.shape == (1, 224, 224) and out.chroma is not None and out.chroma.mode == "YCbCr"
+    # 300x200 in 224x224 tiles: two columns (x 0 and 76, flush with the right edge), one row (padded)
+    assert out.tensor.shape == (2, 1, 224, 224) and out.chroma is not None and out.chroma.mode == "YCbCr"
+    assert out.tiles.xs == (0, 76) and out.tiles.ys == (0,) and out.chroma.size == (300, 200)
     y = out.chroma.getpixel((50, 50))[0]
-    assert out.tensor[0, 50, 50] == pytest.approx(y / 255, abs=1e-6)
+    assert out.tensor[0, 0, 50, 50] == pytest.approx(y / 255, abs=1e-6)
+    assert out.tensor[0, 0, 223, 50] == pytest.approx(y / 255, abs=1e-6)  # rows 200.. repeat the last row
 
 
 def test_duc_pads_with_mean_to_zero() -> None:
@@ -134,3 +137,80 @@ def test_named_recipes_and_registry() -> None:
 def test_with_input_adapts_named_recipe() -> None:
     adapted = preprocess.with_input(preprocess.get("imagenet"), (160, 160))
     assert adapted.resize == ResizeSpec("shorter_side_center_crop", shorter_side=183, crop=(160, 160))
+
+
+# -- allocation bounds ---------------------------------------------------------------------------
+
+
+def named(img: Image.Image, name: str = "photo.png") -> Image.Image:
+    from zoo.pipeline.images import SOURCE_KEY
+
+    img.info[SOURCE_KEY] = name  # what open_image records for a file
+    return img
+
+
+def recipe_with(resize: ResizeSpec) -> ImageRecipe:
+    return ImageRecipe(kind="image", input=None, resize=resize, interpolation="bilinear", scale=1.0, mean=None,
+                       std=None, channel_order="GRAY", layout="NCHW", dtype="float32")
+
+
+@pytest.mark.parametrize(("size", "resize", "words"), [
+    ((1, 101), ResizeSpec("shorter_side_center_crop", shorter_side=256, crop=(224, 224)), "aspect ratio 101:1"),
+    ((101, 1), ResizeSpec("shorter_side", shorter_side=800), "aspect ratio 101:1"),
+    ((1, 500), ResizeSpec("cover_center_crop", size=(224, 224)), "aspect ratio 500:1"),
+    ((4, 4), ResizeSpec("stretch", size=(8000, 8000)), "into 8000x8000 pixels, over the 33554432 pixel limit"),
+    ((4, 4), ResizeSpec("letterbox", size=(9000, 9000), pad_value=(0.0,)), "over the 33554432 pixel limit"),
+    ((4, 4), ResizeSpec("pad_to_size", size=(6000, 6000)), "over the 33554432 pixel limit"),
+    ((50, 50), ResizeSpec("shorter_side", shorter_side=6000), "into 6000x6000 pixels"),
+    ((4, 4), ResizeSpec("none", pad_to_multiple=10_000), "pad to a multiple of 10000"),
+])
+def test_recipes_that_would_allocate_too_much_are_refused(size, resize: ResizeSpec, words: str) -> None:
+    with pytest.raises(ImageError) as err:
+        prepare(named(Image.new("L", size)), recipe_with(resize))
+    assert err.value.path == "photo.png" and words in err.value.reason
+
+
+def test_bounds_allow_what_the_decoder_already_holds() -> None:
+    """'none' feeds the image at its own size: bounded by the decode limit, never refused for growth."""
+    out = prepare(named(Image.new("L", (6000, 6000))), recipe_with(ResizeSpec("none")))
+    assert out.tensor.shape == (1, 6000, 6000)
+    ok = prepare(named(Image.new("L", (1, 100))), recipe_with(ResizeSpec("shorter_side", shorter_side=256)))
+    assert ok.tensor.shape == (1, 25600, 256)  # exactly 100:1 is allowed
+
+
+def test_an_empty_image_is_refused_not_divided_by() -> None:
+    with pytest.raises(ImageError, match="no pixels"):
+        prepare(named(Image.new("L", (0, 5))), recipe_with(ResizeSpec("shorter_side", shorter_side=256)))
+
+
+# -- tiles -----------------------------------------------------------------------------------------
+
+
+def test_tile_starts_cover_the_whole_length_with_the_overlap() -> None:
+    assert preprocess.tile_starts(800, 224, 16) == (0, 208, 416, 576)
+    assert preprocess.tile_starts(224, 224, 16) == (0,) and preprocess.tile_starts(100, 224, 16) == (0,)
+    for length in (225, 431, 432, 433, 1000):
+        starts = preprocess.tile_starts(length, 224, 16)
+        assert starts[0] == 0 and starts[-1] == length - 224
+        assert all(b - a <= 208 for a, b in zip(starts, starts[1:]))  # each pair shares >= 16 pixels
+
+
+def test_tiled_recipe_cuts_the_whole_image() -> None:
+    recipe = load_index().resolve("super-resolution-10").entry.preprocess
+    assert recipe.tiles is not None and not recipe.has_batch_dim
+    out = prepare(PHOTO, recipe)  # 500x375
+    assert out.tiles.xs == (0, 208, 276) and out.tiles.ys == (0, 151)
+    assert out.tensor.shape == (6, 1, 224, 224)
+    y = np.asarray(PHOTO.convert("YCbCr"), np.float32)[:, :, 0] / 255
+    for i, (x0, y0) in enumerate(out.tiles.origins()):
+        np.testing.assert_allclose(out.tensor[i, 0], y[y0:y0 + 224, x0:x0 + 224], atol=1e-6)
+
+
+def test_too_many_tiles_is_refused_with_a_size_that_fits() -> None:
+    recipe = load_index().resolve("super-resolution-10").entry.preprocess
+    with pytest.raises(ImageError) as err:
+        prepare(named(Image.new("RGB", (2000, 2000))), recipe)
+    assert "needs 10x10 = 100 tiles" in err.value.reason and "limit of 48" in err.value.reason
+    fits = err.value.reason.split("about ")[1].split(" fits")[0]
+    w, h = (int(v) for v in fits.split("x"))
+    assert prepare(Image.new("RGB", (w, h)), recipe).tiles.count <= preprocess.MAX_TILES

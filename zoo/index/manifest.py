@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from zoo.index.manifest_reader import MAX_ID_LENGTH, MAX_SIDE, id_problem, to_plain
 from zoo.index.manifest_reader import Reader as _Reader
 from zoo.index.manifest_reader import only as _only
-from zoo.index.manifest_reader import to_plain
 
 Layout = Literal["NCHW", "NHWC", "CHW", "HWC"]
 ChannelOrder = Literal["RGB", "BGR", "GRAY", "Y"]
@@ -58,7 +58,6 @@ PostprocessKind = Literal[
 ExtraInputValue = Literal["original_hw"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _Dim = int | str | None
 
 
@@ -123,10 +122,10 @@ class ResizeSpec:
         spec = cls(
             method=r.choice("method", ResizeMethod, required=True),
             size=r.size("size"),
-            shorter_side=r.positive_int("shorter_side"),
+            shorter_side=r.positive_int("shorter_side", limit=MAX_SIDE),
             crop=r.size("crop"),
-            max_longer_side=r.positive_int("max_longer_side"),
-            pad_to_multiple=r.positive_int("pad_to_multiple"),
+            max_longer_side=r.positive_int("max_longer_side", limit=MAX_SIDE),
+            pad_to_multiple=r.positive_int("pad_to_multiple", limit=MAX_SIDE),
             pad_value=r.numbers("pad_value"),
             pad_position=r.choice("pad_position", PadPosition),
         )
@@ -164,6 +163,19 @@ class ExtraInput:
 
 
 @dataclass(frozen=True, slots=True)
+class TileSpec:
+    """Run a fixed-input, fully convolutional model on the whole image: overlapping tiles of its
+    input size, fed as one batch and stitched (super-resolution-10 takes only 224x224)."""
+
+    overlap: int  # pixels two neighbouring tiles share; the seam falls in the middle
+
+    @classmethod
+    def from_dict(cls, r: _Reader) -> TileSpec:
+        _only(r, cls)
+        return cls(overlap=r.positive_int("overlap", required=True, limit=MAX_SIDE))
+
+
+@dataclass(frozen=True, slots=True)
 class ImageRecipe:
     """Declarative image preprocessing: tensor = (pixel * scale - mean) / std.
 
@@ -182,11 +194,13 @@ class ImageRecipe:
     layout: Layout
     dtype: Literal["float32", "uint8"]
     extra_inputs: tuple[ExtraInput, ...] = ()
+    tiles: TileSpec | None = None  # set: the whole image in tiles of output_size, `resize` unused
     notes: str = ""
 
     @property
     def has_batch_dim(self) -> bool:
-        return self.layout in ("NCHW", "NHWC")
+        """Whether one image's tensor lacks the batch axis (a tiled image's tensor is its own batch)."""
+        return self.layout in ("NCHW", "NHWC") and self.tiles is None
 
     @property
     def output_size(self) -> tuple[int, int] | None:
@@ -204,20 +218,27 @@ class ImageRecipe:
         order = r.choice("channel_order", ChannelOrder, required=True)
         channels = 1 if order in ("GRAY", "Y") else 3
         extra = r.get("extra_inputs", list) or []
+        resize = ResizeSpec.from_dict(r.child("resize", r.data.get("resize")))
+        tiles = None if r.data.get("tiles") is None else TileSpec.from_dict(r.child("tiles", r.data["tiles"]))
+        size = resize.crop if resize.method == "shorter_side_center_crop" else resize.size
+        if tiles is not None and (size is None or 2 * tiles.overlap >= min(size)):
+            r.fail("tiles.overlap", f"needs a fixed tile size (resize.size) more than twice the overlap "
+                                    f"{tiles.overlap}, got {size}")
         return cls(
             kind=r.choice("kind", RecipeKind, required=True),
             input=r.text("input"),
-            resize=ResizeSpec.from_dict(r.child("resize", r.data.get("resize"))),
+            resize=resize,
             interpolation=r.choice("interpolation", Interpolation, required=True),
             scale=r.number("scale") or 1.0,
             mean=r.numbers("mean", channels),
-            std=r.numbers("std", channels),
+            std=r.numbers("std", channels, nonzero=True),
             channel_order=order,
             layout=r.choice("layout", Layout, required=True),
             dtype=r.choice("dtype", Literal["float32", "uint8"], required=True),
             extra_inputs=tuple(
                 ExtraInput.from_dict(r.child(f"extra_inputs[{i}]", e)) for i, e in enumerate(extra)
             ),
+            tiles=tiles,
             notes=r.text("notes") or "",
         )
 
@@ -384,11 +405,13 @@ class ModelEntry:
     @classmethod
     def from_dict(cls, data: Any, *, source: str, family: str, where: str) -> ModelEntry:
         model_id = data.get("id") if isinstance(data, dict) else None
-        r = _Reader(data, "", source, model_id if isinstance(model_id, str) else where)
+        shown = model_id if isinstance(model_id, str) and len(model_id) <= MAX_ID_LENGTH else where
+        r = _Reader(data, "", source, shown)
         _only(r, cls, extra=("sha256", "bytes"))  # to_dict() adds the model file's sha256 and bytes
         model_id = r.text("id", required=True)
-        if not _ID.fullmatch(model_id):
-            r.fail("id", f"must be letters, digits, '.', '_' or '-', got {model_id!r}")
+        problem = id_problem(model_id)
+        if problem is not None:
+            r.fail("id", problem)
         test_data = r.data.get("test_data")
         return cls(
             id=model_id,

@@ -1,11 +1,15 @@
 """Read images safely: EXIF orientation, mode conversion, clear errors.
 
 Every decoding failure becomes ImageError naming the file and the reason;
-decompression bombs are refused before their pixels are allocated.
+decompression bombs are refused before their pixels are allocated. Only the
+first frame of an animated or multi-page file is decoded. A decoded image
+carries its file name in `info[SOURCE_KEY]`, so that preprocessing, which
+only sees pixels, can still name the file when it refuses one.
 """
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +21,12 @@ if TYPE_CHECKING:
 
 # Pillow's own default bomb limit (~89.5 Mpx); above it we refuse instead of warning.
 MAX_PIXELS = 89_478_485
+SOURCE_KEY = "zoo.source"
+
+
+def name_of(img: Image.Image) -> str:
+    """The file a decoded image came from (as open_image recorded it), else "<Image>"."""
+    return str(img.info.get(SOURCE_KEY, "<Image>"))
 
 
 def describe(source: Any) -> str:
@@ -28,10 +38,11 @@ def describe(source: Any) -> str:
 
 def open_image(source: Any) -> Image.Image:
     """A decoded RGB, L or RGBA-free image from a path, bytes-like file, PIL image or array."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, Image.Image):
-        return to_standard_mode(source)
+        _check_pixels(describe(source), source.width, source.height)
+        return _convert(describe(source), source)
     if _is_array(source):
         return _from_array(source)
     name = describe(source)
@@ -45,19 +56,39 @@ def open_image(source: Any) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ImageError(name, f"{img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit "
-                                           "(decompression bomb protection)")
-                img.load()
-                return to_standard_mode(_apply_exif(img))
+                _check_pixels(name, img.width, img.height)
+                img.load()  # the first frame only: the frames of an animation are never all decoded
+                _check_pixels(name, img.width, img.height)  # a frame may have grown the canvas
+                out = to_standard_mode(_apply_exif(img))
     except ImageError:
         raise
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise ImageError(name, "not an image file Pillow can identify (wrong extension or corrupt header)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(name, f"refused as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(name, f"cannot decode: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            ZeroDivisionError) as exc:
+        # What Pillow's plugins raise on malformed files (its fuzzers keep finding new ones).
+        raise ImageError(name, f"cannot decode: {exc or type(exc).__name__}") from None
+    except MemoryError:
+        raise ImageError(name, "decoding it ran out of memory") from None
+    if isinstance(source, (str, Path)):
+        out.info[SOURCE_KEY] = name  # our own image object: tagging it touches nothing of the caller's
+    return out
+
+
+def _check_pixels(name: str, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(name, f"{width}x{height} pixels exceeds the {MAX_PIXELS} pixel limit "
+                               "(decompression bomb protection)")
+
+
+def _convert(name: str, img: Image.Image) -> Image.Image:
+    """to_standard_mode, with Pillow's refusals (an unconvertible mode) as ImageError."""
+    try:
+        return to_standard_mode(img)
+    except (OSError, ValueError) as exc:
+        raise ImageError(name, f"cannot convert {img.mode} pixels to RGB: {exc}") from None
 
 
 def _apply_exif(img: Image.Image) -> Image.Image:
@@ -76,17 +107,22 @@ def to_standard_mode(img: Image.Image) -> Image.Image:
 
     if img.mode in ("RGB", "L"):
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit (or 32-bit int) gray: scale to 8 bits instead of clipping at 255.
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode.startswith("I"):
+        # 16-bit (or 32-bit int) gray: scale to 8 bits instead of clipping at 255. In int32, not
+        # float64: half the memory for a large scan, and exact (clipped first, 65535 * 255 fits).
+        arr = np.asarray(img).astype(np.int32)
+        top = 65535 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255
+        np.clip(arr, 0, top, out=arr)
+        return Image.fromarray(((arr * 255 + top // 2) // top).astype(np.uint8), mode="L")
     if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+        # Float TIFFs may hold NaN or inf; those become 0 and 255 instead of undefined casts.
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
     if img.mode == "P":
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain forms
+        img = img.convert("LA" if img.mode == "La" else "RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
         # Composite transparency onto white: what a viewer shows.
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

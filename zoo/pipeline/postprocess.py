@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from zoo.index.manifest import PostprocessSpec
-    from zoo.pipeline.preprocess import Geometry, Prepared
+    from zoo.pipeline.preprocess import Geometry, Prepared, TileGrid
 
 __all__ = ["DECODERS", "Classification", "Context", "Detection", "Embedding", "ImageResult", "RawOutputs",
            "Segmentation", "decode", "nms", "register", "softmax"]
@@ -261,15 +261,21 @@ def decode_image(spec: PostprocessSpec, ctx: Context) -> list[ImageResult]:
 
 
 def decode_super_resolution(spec: PostprocessSpec, ctx: Context) -> list[ImageResult]:
-    """super-resolution-ycbcr-merge: Y out * 255 -> L; Cb, Cr of the input resized BICUBIC; merge -> RGB."""
+    """super-resolution-ycbcr-merge: Y out * 255 -> L; Cb, Cr of the input resized BICUBIC; merge -> RGB.
+
+    A tiled item (its tensor a batch of tiles of one image) has its tile outputs stitched first,
+    so the answer covers the whole input at the model's scale.
+    """
     import numpy as np
     from PIL import Image
 
     y = ctx.array(spec, "output")
     out = []
     for b in range(ctx.batch):
-        luma = Image.fromarray(np.clip(y[b].reshape(y.shape[-2:]) * 255.0, 0, 255).astype(np.uint8))
         item = ctx.item(b)
+        grid = getattr(item, "tiles", None)
+        plane = stitch(y, grid) if grid is not None else y[b].reshape(y.shape[-2:])
+        luma = Image.fromarray(np.clip(plane * 255.0, 0, 255).astype(np.uint8))
         chroma = getattr(item, "chroma", None)
         if chroma is None:  # no colour planes kept: the grey image is all there is
             out.append(ImageResult(luma))
@@ -278,6 +284,31 @@ def decode_super_resolution(spec: PostprocessSpec, ctx: Context) -> list[ImageRe
         planes = [luma] + [p.resize(luma.size, Image.Resampling.BICUBIC) for p in (cb, cr)]
         out.append(ImageResult(Image.merge("YCbCr", planes).convert("RGB")))
     return out
+
+
+def stitch(tiles: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """One plane [H*k, W*k] from tile outputs [T, 1, h*k, w*k]: each tile gives the part of the image
+    nearer its own centre than its neighbours', so every seam sits mid-overlap, away from the tile
+    borders where the model saw padding instead of the image."""
+    import numpy as np
+
+    (w, h), (tw, th) = grid.image, grid.tile
+    if tiles.shape[0] != grid.count or tiles.shape[-1] % tw or tiles.shape[-2] % th:
+        raise ZooError(f"the model returned {list(tiles.shape)} for {grid.count} tiles of {tw}x{th}",
+                       hint="a tiled recipe needs a model whose output is a whole multiple of its input")
+    k = tiles.shape[-1] // tw
+    plane = np.zeros((max(h, th) * k, max(w, tw) * k), dtype=np.float32)
+    spans_x, spans_y = _spans(grid.xs, tw, w), _spans(grid.ys, th, h)
+    for i, ((x, x0, x1), (y, y0, y1)) in enumerate((sx, sy) for sy in spans_y for sx in spans_x):
+        tile = tiles[i].reshape(tiles.shape[-2:])
+        plane[y0 * k:y1 * k, x0 * k:x1 * k] = tile[(y0 - y) * k:(y1 - y) * k, (x0 - x) * k:(x1 - x) * k]
+    return plane[: h * k, : w * k]
+
+
+def _spans(starts: tuple[int, ...], tile: int, length: int) -> list[tuple[int, int, int]]:
+    """(tile start, first kept pixel, end of kept pixels) per tile along one axis."""
+    cuts = [0, *((b + a + tile) // 2 for a, b in zip(starts, starts[1:])), max(length, tile)]
+    return [(s, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]
 
 
 def decode_embedding(spec: PostprocessSpec, ctx: Context) -> list[Embedding]:

@@ -5,6 +5,12 @@ layout, extra inputs). Named recipes (`imagenet`, `caffe-bgr`, `inception`)
 are ready for local models; users add their own with `register()`.
 Every step also records the Geometry needed to map boxes back to the
 original image.
+
+What a recipe may allocate is bounded before any pixel is resized: a 475-byte
+1x100000 PNG would otherwise make a shorter-side resize ask for 256 x 25.6M
+pixels (~7 GB). Such an image is an ImageError naming the file and the limit.
+A tiled recipe (`tiles`) cuts the whole image into overlapping tiles of the
+model's fixed input instead of resizing it; postprocessing stitches them.
 """
 
 from __future__ import annotations
@@ -13,12 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from zoo.errors import ZooError
+from zoo.errors import ImageError, ZooError
 from zoo.index.manifest import ImageRecipe, ResizeSpec
+from zoo.index.manifest_reader import MAX_TENSOR_PIXELS
+from zoo.pipeline.images import name_of
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+# Longer side : shorter side, for the resizes that scale the longer side along with the shorter
+# (shorter_side*, cover_center_crop). Panoramas and long screenshots stay far below it.
+MAX_ASPECT_RATIO = 100
+# Tiles of one image run as one batch; super-resolution-10 needs ~30 MB of activations a tile,
+# so 48 tiles (an image of about 1680x1264 with 224-pixel tiles) keep a run under 1.5 GB.
+MAX_TILES = 48
+_SCALES_LONGER_SIDE = ("shorter_side_center_crop", "shorter_side", "cover_center_crop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,48 @@ class Prepared:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     geometry: Geometry | None = None
     chroma: Image.Image | None = None  # CbCr planes kept for super-resolution
+    tiles: TileGrid | None = None  # set when `tensor` is a batch of tiles of one image
+
+
+@dataclass(frozen=True, slots=True)
+class TileGrid:
+    """Where each tile of a tiled image sits: tile i covers (xs[i % len(xs)], ys[i // len(xs)]) onwards."""
+
+    image: tuple[int, int]  # (width, height) of the whole image
+    tile: tuple[int, int]  # (width, height) of one tile
+    xs: tuple[int, ...]  # left edges of the tile columns
+    ys: tuple[int, ...]  # top edges of the tile rows
+
+    @property
+    def count(self) -> int:
+        return len(self.xs) * len(self.ys)
+
+    def origins(self) -> list[tuple[int, int]]:
+        """(x, y) of each tile, in tensor order (row by row)."""
+        return [(x, y) for y in self.ys for x in self.xs]
+
+
+# -- allocation bounds ----------------------------------------------------------------------
+
+
+def _refuse(img: Image.Image, what: str) -> ImageError:
+    return ImageError(name_of(img), f"{what}; resize or crop the image first")
+
+
+def _guard(img: Image.Image, method: str, *sizes: tuple[int, int]) -> None:
+    """Refuse before allocating: an extreme aspect ratio, or a planned (width, height) over the pixel limit.
+
+    Planned sizes up to the image's own pixel count are always allowed: the decoder (bounded by
+    images.MAX_PIXELS) has already allocated that much, so only growth is refused.
+    """
+    w, h = img.size
+    if method in _SCALES_LONGER_SIDE and max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise _refuse(img, f"aspect ratio {max(w, h) / min(w, h):.0f}:1 of {w}x{h} exceeds the {MAX_ASPECT_RATIO}:1 "
+                           f"limit of the {method} resize")
+    for pw, ph in sizes:
+        if pw * ph > max(MAX_TENSOR_PIXELS, w * h):
+            raise _refuse(img, f"the {method} recipe would make {w}x{h} into {pw}x{ph} pixels, over the "
+                               f"{MAX_TENSOR_PIXELS} pixel limit")
 
 
 # -- resize -----------------------------------------------------------------------------
@@ -75,36 +133,20 @@ def resize(img: Image.Image, spec: ResizeSpec, interpolation: str) -> tuple[Imag
     from PIL import Image
 
     w, h = img.size
+    if w == 0 or h == 0:
+        raise _refuse(img, f"the image has no pixels ({w}x{h})")
     f = _filter(interpolation)
     method = spec.method
     if method == "stretch" or method == "face_align":
         # face_align without landmarks falls back to a plain resize of the given crop.
         th, tw = spec.size
+        _guard(img, method, (tw, th))
         return img.resize((tw, th), f), Geometry((w, h), (tw, th), (tw / w, th / h))
-    if method in ("shorter_side_center_crop", "shorter_side", "cover_center_crop"):
-        if method == "cover_center_crop":
-            th, tw = spec.size
-            s = max(tw / w, th / h)
-        else:
-            s = spec.shorter_side / min(w, h)
-            if spec.max_longer_side and max(w, h) * s > spec.max_longer_side:
-                s = spec.max_longer_side / max(w, h)
-        # The shorter side gets exactly the target; the longer one is truncated, as
-        # torchvision's Resize and the zoo READMEs' int(ratio * size) do.
-        rw, rh = max(1, int(w * s)), max(1, int(h * s))
-        if method == "cover_center_crop":
-            rw, rh = max(tw, round(w * s)), max(th, round(h * s))
-        elif not spec.max_longer_side:
-            rw, rh = (spec.shorter_side, rh) if w <= h else (rw, spec.shorter_side)
-        resized = img.resize((rw, rh), f)
-        if method == "shorter_side":
-            return resized, Geometry((w, h), (rw, rh), (rw / w, rh / h))
-        ch, cw = spec.crop if method == "shorter_side_center_crop" else spec.size
-        left, top = (rw - cw) // 2, (rh - ch) // 2
-        out = resized.crop((left, top, left + cw, top + ch))
-        return out, Geometry((w, h), (cw, ch), (rw / w, rh / h), (left, top))
+    if method in _SCALES_LONGER_SIDE:
+        return _resize_shorter(img, spec, f)
     if method == "letterbox":
         th, tw = spec.size
+        _guard(img, method, (tw, th))
         s = min(tw / w, th / h)
         rw, rh = max(1, int(w * s)), max(1, int(h * s))
         fill = tuple(int(v) for v in spec.pad_value) if spec.pad_value else (128, 128, 128)
@@ -115,9 +157,38 @@ def resize(img: Image.Image, spec: ResizeSpec, interpolation: str) -> tuple[Imag
     if method == "pad_to_size":
         # Crop here; run_recipe pads the normalized tensor (exact pad values, not rounded pixels).
         th, tw = spec.size
+        _guard(img, method, (tw, th))
         cw, ch = min(w, tw), min(h, th)
         return img.crop((0, 0, cw, ch)), Geometry((w, h), (cw, ch))
     return img, Geometry((w, h), (w, h))
+
+
+def _resize_shorter(img: Image.Image, spec: ResizeSpec, f: int) -> tuple[Image.Image, Geometry]:
+    """shorter_side_center_crop, shorter_side and cover_center_crop: scale, then maybe centre crop."""
+    w, h = img.size
+    method = spec.method
+    if method == "cover_center_crop":
+        th, tw = spec.size
+        s = max(tw / w, th / h)
+    else:
+        s = spec.shorter_side / min(w, h)
+        if spec.max_longer_side and max(w, h) * s > spec.max_longer_side:
+            s = spec.max_longer_side / max(w, h)
+    # The shorter side gets exactly the target; the longer one is truncated, as
+    # torchvision's Resize and the zoo READMEs' int(ratio * size) do.
+    rw, rh = max(1, int(w * s)), max(1, int(h * s))
+    if method == "cover_center_crop":
+        rw, rh = max(tw, round(w * s)), max(th, round(h * s))
+    elif not spec.max_longer_side:
+        rw, rh = (spec.shorter_side, rh) if w <= h else (rw, spec.shorter_side)
+    _guard(img, method, (rw, rh))
+    resized = img.resize((rw, rh), f)
+    if method == "shorter_side":
+        return resized, Geometry((w, h), (rw, rh), (rw / w, rh / h))
+    ch, cw = spec.crop if method == "shorter_side_center_crop" else spec.size
+    left, top = (rw - cw) // 2, (rh - ch) // 2
+    out = resized.crop((left, top, left + cw, top + ch))
+    return out, Geometry((w, h), (cw, ch), (rw / w, rh / h), (left, top))
 
 
 # -- colour, normalisation, layout --------------------------------------------------------
@@ -185,11 +256,17 @@ def run_recipe(img: Image.Image, recipe: ImageRecipe) -> Prepared:
     """Execute a declarative recipe on a decoded image."""
     import numpy as np
 
+    if recipe.tiles is not None:
+        return run_tiled(img, recipe)
     resized, geometry = resize(img, recipe.resize, recipe.interpolation)
+    spec = recipe.resize
+    if spec.pad_to_multiple and spec.method != "pad_to_size":
+        m = spec.pad_to_multiple
+        rh, rw = resized.height, resized.width
+        _guard(img, f"pad to a multiple of {m}", (rw + -rw % m, rh + -rh % m))
     hwc, chroma = to_channels(resized, recipe.channel_order)
     if recipe.dtype == "float32":
         hwc = normalize(hwc, recipe)
-    spec = recipe.resize
     if spec.method == "pad_to_size":
         hwc = pad_bottom_right(hwc, spec.size[0], spec.size[1], _pad_value(recipe, hwc.shape[2]))
     elif spec.pad_to_multiple:
@@ -202,6 +279,55 @@ def run_recipe(img: Image.Image, recipe: ImageRecipe) -> Prepared:
         w, h = geometry.original
         extra[item.name] = np.asarray([h, w], dtype=item.dtype)
     return Prepared(tensor, extra, geometry, chroma)
+
+
+# -- tiles ---------------------------------------------------------------------------------
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
+    """Edges of tiles covering 0..length: a stride of tile - overlap, the last tile flush with the end."""
+    if length <= tile:
+        return (0,)
+    starts = list(range(0, length - tile, tile - overlap))
+    return (*starts, length - tile)
+
+
+def plan_tiles(img: Image.Image, recipe: ImageRecipe) -> TileGrid:
+    """The tile grid of a tiled recipe for this image, or ImageError when it needs over MAX_TILES."""
+    if recipe.tiles is None or recipe.output_size is None:
+        raise ZooError("a tiled recipe needs `tiles` and a fixed resize.size", hint="fix the recipe")
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise _refuse(img, f"the image has no pixels ({w}x{h})")
+    grid = _grid((w, h), recipe.output_size, recipe.tiles.overlap)
+    if grid.count > MAX_TILES:
+        fits = (w, h)
+        while _grid(fits, recipe.output_size, recipe.tiles.overlap).count > MAX_TILES:
+            fits = (max(1, int(fits[0] * 0.95)), max(1, int(fits[1] * 0.95)))
+        raise _refuse(img, f"{w}x{h} needs {len(grid.xs)}x{len(grid.ys)} = {grid.count} tiles of "
+                           f"{grid.tile[0]}x{grid.tile[1]}, over the limit of {MAX_TILES} tiles run at once "
+                           f"(about {fits[0]}x{fits[1]} fits)")
+    return grid
+
+
+def _grid(size: tuple[int, int], tile_hw: tuple[int, int], overlap: int) -> TileGrid:
+    (w, h), (th, tw) = size, tile_hw
+    return TileGrid((w, h), (tw, th), tile_starts(w, tw, overlap), tile_starts(h, th, overlap))
+
+
+def run_tiled(img: Image.Image, recipe: ImageRecipe) -> Prepared:
+    """The whole image as a batch of overlapping tiles [T, C, H, W] (or [T, H, W, C])."""
+    import numpy as np
+
+    grid = plan_tiles(img, recipe)
+    (w, h), (tw, th) = grid.image, grid.tile
+    hwc, chroma = to_channels(img, recipe.channel_order)
+    if recipe.dtype == "float32":
+        hwc = normalize(hwc, recipe)
+    if w < tw or h < th:  # smaller than one tile: repeat the edge pixels; their output is cut off again
+        hwc = np.pad(hwc, ((0, max(0, th - h)), (0, max(0, tw - w)), (0, 0)), mode="edge")
+    tiles = [to_layout(hwc[y:y + th, x:x + tw], recipe.layout, recipe.dtype) for x, y in grid.origins()]
+    return Prepared(np.stack(tiles), {}, Geometry((w, h), (w, h)), chroma, grid)
 
 
 # -- the registry -------------------------------------------------------------------------

@@ -14,6 +14,13 @@ select() picks the cached files (pure, from a scan), read_state() looks at DIR (
 index, nothing hashed), plan_export() decides what to write (pure), ExportPlan.execute() does it.
 A file already in DIR is kept when it is the blob itself (same inode) or when the old index
 records it with the same sha256 and size and it still has that size: a re-export writes nothing.
+
+Manifest paths are not trusted (ZOO_MANIFESTS). The whole export is planned before one byte is
+written, and refused when a path would replace zoo-mirror.json, two paths collide (one file
+and a folder at the same place, or names that differ only in case), or something in DIR is in
+the way: a symbolic link among the folders (it would make zoo write outside DIR), a file where
+a folder must be, a folder where a file must be. execute() checks each file's folders again
+right before writing it, and never lets the index list a file whose bytes it is replacing.
 """
 
 from __future__ import annotations
@@ -31,17 +38,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from zoo.errors import DownloadError, ZooError
 from zoo.store.hashing import copy_hashing
+from zoo.store.mirror_paths import INDEX_NAME, Obstacle, collisions, obstacle, path_problem
+
+__all__ = ["INDEX_NAME", "DiskFile", "ExportPlan", "ExportResult", "MirrorFile", "MirrorState", "Obstacle", "Selection",
+           "Step", "plan", "plan_export", "read_state", "select"]
 
 if TYPE_CHECKING:
     from zoo.index.manifest import FileEntry, ModelEntry
     from zoo.store.cache_scan import CacheInfo, Kind
 
-INDEX_NAME = "zoo-mirror.json"
 INDEX_FORMAT = 1
 Action = Literal["write", "keep"]
 How = Literal["hardlink", "copy", "kept"]
-
-
 @dataclass(frozen=True, slots=True)
 class MirrorFile:
     """One file the mirror serves at DIR/<path>; a record of zoo-mirror.json."""
@@ -60,8 +68,9 @@ class MirrorFile:
         """Read one index record; raises KeyError, TypeError or ValueError for a malformed one."""
         record = cls(str(data["id"]), data.get("kind", "model"), str(data["path"]), str(data["sha256"]),
                      int(data["bytes"]))
-        if record.path.startswith("/") or ".." in record.path.split("/"):
-            raise ValueError(f"path {record.path!r} is outside the mirror")
+        problem = path_problem(record.path)
+        if problem is not None:
+            raise ValueError(f"path {record.path!r} {problem}")
         return record
 
 
@@ -93,6 +102,7 @@ class MirrorState:
     on_disk: tuple[DiskFile, ...]  # the mirror paths that matter, as found under DIR
     blobs: tuple[DiskFile, ...]  # the selected blobs, to recognise a file that already is one
     notes: tuple[str, ...] = ()
+    in_the_way: tuple[Obstacle, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +150,7 @@ class ExportPlan:
     carried: tuple[MirrorFile, ...]  # earlier exports still in DIR: listed again, left untouched
     index_changed: bool
     notes: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()  # paths the old index lists that are written again
 
     @property
     def files(self) -> tuple[MirrorFile, ...]:
@@ -163,8 +174,11 @@ class ExportPlan:
         """Write the files (link, else verified copy; each atomically) and then the index if it changed."""
         done: list[tuple[MirrorFile, How]] = []
         with _dest_errors(self.dest):
+            if self.replaced:  # first unlist what is about to change: the index never names other bytes
+                _write_index(self.dest, sorted([*self.carried, *(s.file for s in self.steps if s.action == "keep")],
+                                               key=lambda f: f.path))
             for step in self.steps:
-                how: How = "kept" if step.action == "keep" else _place(step.blob, self.dest / step.file.path, step.file)
+                how: How = "kept" if step.action == "keep" else _place(step.blob, self.dest, step.file)
                 if log and how != "kept":
                     log(f"{how} {step.file.path}")
                 done.append((step.file, how))
@@ -201,8 +215,16 @@ def select(info: CacheInfo, entries: Iterable[ModelEntry], ids: Sequence[str] | 
                 elif kind == "test-data":
                     no_test_data.append(e.id)
                 break  # a model without its file is skipped whole: its test data alone is no use
+            problem = path_problem(f.path)
+            if problem is not None:
+                raise ZooError(f"cannot export {e.id}: its {kind} path {f.path!r} {problem}",
+                               hint=f"fix file.path of {e.id} in {e.manifest or 'its manifest'}")
             if f.path in files:
-                notes.append(f"{e.id}: {f.path} is already exported for {files[f.path][0].model_id}; skipped")
+                other = files[f.path][0]
+                if other.sha256 != f.sha256:
+                    raise ZooError(f"cannot export both {other.model_id} and {e.id}: they have other bytes at the "
+                                   f"same path {f.path}", hint="export them into separate folders, one at a time")
+                notes.append(f"{e.id}: {f.path} is already exported for {other.model_id}; skipped")
                 continue
             files[f.path] = (MirrorFile(e.id, kind, f.path, f.sha256, f.size), cached.blob)
     if missing:
@@ -235,8 +257,9 @@ def read_state(dest: Path, selection: Selection) -> MirrorState:
     on_disk = tuple(d for p in paths if (d := _stat(dest / p, p)) is not None)
     blob_paths = sorted({str(blob) for _, blob in selection.files})
     blobs = tuple(d for b in blob_paths if (d := _stat(Path(b), b)) is not None)
+    in_the_way = tuple(o for p in [*paths, INDEX_NAME] if (o := obstacle(dest, p)) is not None)
     return MirrorState(header is not None, version if isinstance(version, str) else None, recorded, on_disk, blobs,
-                       notes)
+                       notes, in_the_way)
 
 
 def plan_export(dest: Path, selection: Selection, state: MirrorState, *, zoo_version: str | None = None) -> ExportPlan:
@@ -259,9 +282,16 @@ def plan_export(dest: Path, selection: Selection, state: MirrorState, *, zoo_ver
         else:
             notes.append(f"{r.path} ({r.model_id}) is listed in {INDEX_NAME} but no longer in {dest}; unlisted")
     files = tuple(sorted([f for f, _ in selection.files] + carried, key=lambda f: f.path))
+    listed = {f.path for f in files} | {INDEX_NAME}
+    refused = collisions([(f.path, f.model_id) for f in files]) + [o.describe(dest) for o in state.in_the_way if o.path in listed]
+    if refused:
+        raise ZooError(f"cannot export to {dest}, nothing was written: " + "; ".join(refused),
+                       hint="move what is in the way out of the folder (or fix the manifest paths), "
+                            "or export to another folder")
     old = tuple(sorted(state.recorded, key=lambda f: f.path))
     changed = not state.has_index or state.zoo_version != zoo_version or files != old
-    return ExportPlan(dest, steps, tuple(carried), changed, tuple(notes))
+    replaced = tuple(s.file.path for s in steps if s.action == "write" and s.file.path in recorded)
+    return ExportPlan(dest, steps, tuple(carried), changed, tuple(notes), replaced)
 
 
 def _action(f: MirrorFile, found: DiskFile | None, blob: DiskFile | None, record: MirrorFile | None,
@@ -314,8 +344,15 @@ def _stat(path: Path, key: str) -> DiskFile | None:
     return DiskFile(key, st.st_size, st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
-def _place(blob: Path, target: Path, f: MirrorFile) -> How:
-    """Put `blob` at `target` through a temp name: a hard link, else a copy verified while copying."""
+def _place(blob: Path, dest: Path, f: MirrorFile) -> How:
+    """Put `blob` at DIR/<path> through a temp name: a hard link, else a copy verified while copying."""
+    # Checked again now: a folder swapped for a link since planning must not redirect the write.
+    # (What remains is a race with someone changing DIR during this very call.)
+    found = obstacle(dest, f.path)
+    if found is not None:
+        raise ZooError(f"stopped exporting to {dest}: {found.describe(dest)} (it changed after the export was "
+                       "planned)", hint="make sure nothing else writes into the folder, then export again")
+    target = dest / f.path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -366,6 +403,6 @@ def _dest_errors(dest: Path) -> Iterator[None]:
 
 
 def _version() -> str:
-    from zoo import __version__
+    from zoo.version import __version__
 
     return __version__

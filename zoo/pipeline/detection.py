@@ -49,7 +49,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     import numpy as np
 
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    out: np.ndarray = e / np.sum(e, axis=axis, keepdims=True)
+    return out
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, *, offset: float = 0.0) -> np.ndarray:
@@ -110,6 +111,11 @@ def to_original(boxes: np.ndarray, spec: PostprocessSpec, geometry: Geometry | N
     return geometry.to_original(b, normalized=coords == "normalized")
 
 
+def _box(row: np.ndarray) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in row[:4])
+    return x1, y1, x2, y2
+
+
 def make_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, ctx: Context,
                     masks: list[np.ndarray] | None = None) -> list[Detection]:
     """Detections sorted by score (stable), cut to the caller's top-k when given."""
@@ -117,7 +123,7 @@ def make_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, 
 
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[: ctx.topk or None]
     return [Detection(index=int(classes[i]), label=ctx.label(int(classes[i])), score=float(scores[i]),
-                      box=tuple(float(v) for v in boxes[i]), mask=None if masks is None else masks[i])
+                      box=_box(boxes[i]), mask=None if masks is None else masks[i])
             for i in order]
 
 

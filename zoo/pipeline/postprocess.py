@@ -190,7 +190,8 @@ def duc_rearrange(raw: np.ndarray, hw: tuple[int, int], *, cell: int = 2, ds_rat
     r = ds_rate // cell
     fh, fw = hw[0] // ds_rate, hw[1] // ds_rate
     c = raw.shape[0]
-    return raw.reshape(c, r, r, fh, fw).transpose(0, 3, 1, 4, 2).reshape(c, fh * r, fw * r)
+    out: np.ndarray = raw.reshape(c, r, r, fh, fw).transpose(0, 3, 1, 4, 2).reshape(c, fh * r, fw * r)
+    return out
 
 
 def _tensor_hw(ctx: Context, b: int, pixels: int) -> tuple[int, int]:
@@ -255,7 +256,7 @@ def decode_image(spec: PostprocessSpec, ctx: Context) -> list[ImageResult]:
         img = Image.fromarray(np.clip(x[b], 0, 255).transpose(1, 2, 0).astype(np.uint8))
         geometry = ctx.geometry(b)
         if geometry is not None and img.size != tuple(geometry.original):
-            img = img.resize(tuple(geometry.original), Image.Resampling.BICUBIC)
+            img = img.resize(geometry.original, Image.Resampling.BICUBIC)
         out.append(ImageResult(img))
     return out
 
@@ -327,8 +328,8 @@ def decode_raw(spec: PostprocessSpec, ctx: Context) -> list[RawOutputs]:
     import numpy as np
 
     def part(a: Any, b: int) -> np.ndarray:
-        a = np.asarray(a)
-        return a[b: b + 1] if ctx.batch > 1 and a.ndim and a.shape[0] == ctx.batch else a
+        arr: np.ndarray = np.asarray(a)
+        return arr[b: b + 1] if ctx.batch > 1 and arr.ndim and arr.shape[0] == ctx.batch else arr
 
     return [RawOutputs({name: part(a, b) for name, a in ctx.outputs.items()}) for b in range(ctx.batch)]
 

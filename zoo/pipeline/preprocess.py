@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from zoo.errors import ImageError, ZooError
 from zoo.index.manifest import ImageRecipe, ResizeSpec
@@ -35,6 +35,9 @@ MAX_ASPECT_RATIO = 100
 # so 48 tiles (an image of about 1680x1264 with 224-pixel tiles) keep a run under 1.5 GB.
 MAX_TILES = 48
 _SCALES_LONGER_SIDE = ("shorter_side_center_crop", "shorter_side", "cover_center_crop")
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class Geometry:
         """Boxes [N, 4] as x1, y1, x2, y2 in tensor pixels (or 0..1) -> original pixels, clipped."""
         import numpy as np
 
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        b: np.ndarray = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
         if normalized:
             b[:, [0, 2]] *= self.content[0]
             b[:, [1, 3]] *= self.content[1]
@@ -139,13 +142,13 @@ def resize(img: Image.Image, spec: ResizeSpec, interpolation: str) -> tuple[Imag
     method = spec.method
     if method == "stretch" or method == "face_align":
         # face_align without landmarks falls back to a plain resize of the given crop.
-        th, tw = spec.size
+        th, tw = _needs(spec.size, "size", spec)
         _guard(img, method, (tw, th))
         return img.resize((tw, th), f), Geometry((w, h), (tw, th), (tw / w, th / h))
     if method in _SCALES_LONGER_SIDE:
         return _resize_shorter(img, spec, f)
     if method == "letterbox":
-        th, tw = spec.size
+        th, tw = _needs(spec.size, "size", spec)
         _guard(img, method, (tw, th))
         s = min(tw / w, th / h)
         rw, rh = max(1, int(w * s)), max(1, int(h * s))
@@ -156,11 +159,19 @@ def resize(img: Image.Image, spec: ResizeSpec, interpolation: str) -> tuple[Imag
         return canvas, Geometry((w, h), (tw, th), (rw / w, rh / h), (-left, -top))
     if method == "pad_to_size":
         # Crop here; run_recipe pads the normalized tensor (exact pad values, not rounded pixels).
-        th, tw = spec.size
+        th, tw = _needs(spec.size, "size", spec)
         _guard(img, method, (tw, th))
         cw, ch = min(w, tw), min(h, th)
         return img.crop((0, 0, cw, ch)), Geometry((w, h), (cw, ch))
     return img, Geometry((w, h), (w, h))
+
+
+def _needs(value: _T | None, field: str, spec: ResizeSpec) -> _T:
+    """A field the resize method requires (the manifest reader checks them; a hand-made spec may not)."""
+    if value is None:
+        raise ZooError(f"resize method {spec.method!r} needs {field}",
+                       hint="set it in preprocess.resize (schema: manifests/README.md)")
+    return value
 
 
 def _resize_shorter(img: Image.Image, spec: ResizeSpec, f: int) -> tuple[Image.Image, Geometry]:
@@ -168,10 +179,10 @@ def _resize_shorter(img: Image.Image, spec: ResizeSpec, f: int) -> tuple[Image.I
     w, h = img.size
     method = spec.method
     if method == "cover_center_crop":
-        th, tw = spec.size
+        th, tw = _needs(spec.size, "size", spec)
         s = max(tw / w, th / h)
     else:
-        s = spec.shorter_side / min(w, h)
+        s = _needs(spec.shorter_side, "shorter_side", spec) / min(w, h)
         if spec.max_longer_side and max(w, h) * s > spec.max_longer_side:
             s = spec.max_longer_side / max(w, h)
     # The shorter side gets exactly the target; the longer one is truncated, as
@@ -180,12 +191,13 @@ def _resize_shorter(img: Image.Image, spec: ResizeSpec, f: int) -> tuple[Image.I
     if method == "cover_center_crop":
         rw, rh = max(tw, round(w * s)), max(th, round(h * s))
     elif not spec.max_longer_side:
-        rw, rh = (spec.shorter_side, rh) if w <= h else (rw, spec.shorter_side)
+        side = _needs(spec.shorter_side, "shorter_side", spec)
+        rw, rh = (side, rh) if w <= h else (rw, side)
     _guard(img, method, (rw, rh))
     resized = img.resize((rw, rh), f)
     if method == "shorter_side":
         return resized, Geometry((w, h), (rw, rh), (rw / w, rh / h))
-    ch, cw = spec.crop if method == "shorter_side_center_crop" else spec.size
+    ch, cw = _needs(spec.crop if method == "shorter_side_center_crop" else spec.size, "crop or size", spec)
     left, top = (rw - cw) // 2, (rh - ch) // 2
     out = resized.crop((left, top, left + cw, top + ch))
     return out, Geometry((w, h), (cw, ch), (rw / w, rh / h), (left, top))
@@ -268,7 +280,8 @@ def run_recipe(img: Image.Image, recipe: ImageRecipe) -> Prepared:
     if recipe.dtype == "float32":
         hwc = normalize(hwc, recipe)
     if spec.method == "pad_to_size":
-        hwc = pad_bottom_right(hwc, spec.size[0], spec.size[1], _pad_value(recipe, hwc.shape[2]))
+        th, tw = _needs(spec.size, "size", spec)
+        hwc = pad_bottom_right(hwc, th, tw, _pad_value(recipe, hwc.shape[2]))
     elif spec.pad_to_multiple:
         m = spec.pad_to_multiple
         h, w = hwc.shape[:2]
@@ -385,7 +398,8 @@ def with_input(recipe: ImageRecipe, size: tuple[int, int] | None) -> ImageRecipe
     if size is None or recipe.output_size == size:
         return recipe
     if recipe.resize.method == "shorter_side_center_crop":
-        ratio = recipe.resize.shorter_side / recipe.resize.crop[0]
+        ratio = (_needs(recipe.resize.shorter_side, "shorter_side", recipe.resize)
+                 / _needs(recipe.resize.crop, "crop", recipe.resize)[0])
         return replace(recipe, resize=replace(recipe.resize, crop=size, shorter_side=round(min(size) * ratio)))
     return replace(recipe, resize=ResizeSpec("stretch", size=size))
 

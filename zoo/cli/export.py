@@ -1,0 +1,44 @@
+"""`zoo export`: write one self-contained ONNX file (preprocessing and decoding in the graph)."""
+
+from __future__ import annotations
+
+import click
+
+from zoo.cli.output import emit_json, handle_errors, json_option, opset_option
+
+
+@click.command("export")
+@click.argument("name")
+@click.argument("out", type=click.Path(dir_okay=False))
+@opset_option
+@click.option("--postprocess/--no-postprocess", default=True, show_default=True,
+              help="Decode in the graph too (top-k and labels, boxes after NMS) where ONNX ops allow.")
+@click.option("--top-k", "topk", type=click.IntRange(min=1), default=None, help="How many classes top_k holds.")
+@json_option
+@handle_errors
+def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int | None, as_json: bool) -> None:
+    """Export NAME as one ONNX file that takes raw uint8 RGB pixels.
+
+    The file's input is `image`, uint8 [H, W, 3] RGB ([H, W] for grey models), any size;
+    the recipe (resize, crop, channel order, mean/std, layout) runs in the graph with
+    standard ONNX ops, so onnxruntime for Node.js or the web gives zoo's answer. See
+    docs/EXPORT.md for each recipe's measured difference from zoo's own preprocessing.
+
+    \b
+    Example:
+      zoo export mobilenetv2-12-int8 m.onnx
+      zoo export ultraface-320 faces.onnx --json
+    """
+    # Heavy imports here: `zoo --help` must not load onnx or numpy.
+    from zoo.export import export_model
+
+    report = export_model(name, out, opset=opset, postprocess=postprocess, topk=topk)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(report.path)
+    decoded = report.postprocess or "none"
+    click.echo(f"note: {report.model_id}, opset {report.opset}, outputs {', '.join(report.outputs)}; "
+               f"decoded in-graph: {decoded}", err=True)
+    if report.note:
+        click.echo(f"note: {report.note}", err=True)

@@ -94,6 +94,11 @@ def tree(root: Path) -> dict[str, object]:
     return out
 
 
+def unpacked_size(zoo: Zoo) -> int:
+    """Bytes of beta's unpacked test data: its 64-byte member and the extraction record zoo writes beside it."""
+    return 64 + (zoo.home / "models" / "beta-net-2" / "test_data" / ".zoo-extracted.json").stat().st_size
+
+
 def import_all(zoo: Zoo) -> None:
     run("import", str(zoo.file("acme-net-1.onnx")), str(zoo.file("beta-net-2.onnx")), str(zoo.file("beta-net-2.tar.gz")))
 
@@ -150,7 +155,7 @@ def test_import_of_test_data_extracts_it(zoo: Zoo) -> None:
     extracted = zoo.home / "models" / "beta-net-2" / "test_data" / "test_data_set_0" / "input_0.pb"
     assert extracted.stat().st_size == 64
     (entry,) = scan().entries
-    assert (entry.model_id, entry.kind, entry.extracted_size) == ("beta-net-2", "test-data", 64)
+    assert (entry.model_id, entry.kind, entry.extracted_size) == ("beta-net-2", "test-data", unpacked_size(zoo))
 
 
 # -- ls and dir -----------------------------------------------------------------------------------------
@@ -167,7 +172,7 @@ def test_ls_json_maps_blobs_to_models(zoo: Zoo) -> None:
     assert got[("gamma-1", "model")]["path"] == str(zoo.view("gamma-1", "gamma-1.onnx"))
     assert got[("beta-net-2", "model")]["bytes"] == got[("beta-net-2", "model")]["expected_bytes"] == 5000
     # Each blob counted once, plus the unpacked test data.
-    assert data["bytes"] == 3000 + 5000 + len(zoo.data["beta-net-2.tar.gz"]) + 64
+    assert data["bytes"] == 3000 + 5000 + len(zoo.data["beta-net-2.tar.gz"]) + unpacked_size(zoo)
     assert data["partials"] == [] and data["warnings"] == []
 
 
@@ -270,14 +275,15 @@ def test_rm_dry_run_deletes_nothing(zoo: Zoo) -> None:
     assert "dry run" in result.stderr and str(zoo.blob("beta-net-2.onnx")) in result.stdout
     assert tree(zoo.home) == before
     plan = json.loads(run("rm", "beta", "--dry-run", "--json").stdout)
-    assert plan["bytes"] == 5000 + len(zoo.data["beta-net-2.tar.gz"]) + 64
+    assert plan["bytes"] == 5000 + len(zoo.data["beta-net-2.tar.gz"]) + unpacked_size(zoo)
     assert tree(zoo.home) == before
 
 
 def test_rm_by_alias_with_yes(zoo: Zoo) -> None:
     import_all(zoo)
+    unpacked = unpacked_size(zoo)
     result = run("rm", "beta", "--yes", "--json")
-    assert json.loads(result.stdout)["bytes_freed"] == 5000 + len(zoo.data["beta-net-2.tar.gz"]) + 64
+    assert json.loads(result.stdout)["bytes_freed"] == 5000 + len(zoo.data["beta-net-2.tar.gz"]) + unpacked
     assert not (zoo.home / "models" / "beta-net-2").exists()
     assert not zoo.blob("beta-net-2.onnx").exists() and not zoo.blob("beta-net-2.tar.gz").exists()
     assert {e.model_id for e in scan().entries} == {"acme-net-1", "gamma-1"}
@@ -293,12 +299,35 @@ def test_rm_keeps_a_blob_another_model_uses(zoo: Zoo) -> None:
     assert not zoo.blob("acme-net-1.onnx").exists()
 
 
-def test_rm_asks_first(zoo: Zoo) -> None:
+def rm_on_a_terminal(answer: str) -> subprocess.CompletedProcess[str]:
+    """`zoo cache rm beta` in a subprocess whose stdin is a real pseudo-terminal, answering `answer`."""
+    leader, follower = os.openpty()
+    try:
+        os.write(leader, answer.encode())
+        return subprocess.run([sys.executable, "-c", "from zoo.cli.cache import cache; cache()", "rm", "beta"],
+                              stdin=follower, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_rm_asks_first_on_a_terminal(zoo: Zoo) -> None:
     run("import", str(zoo.file("beta-net-2.onnx")))
-    run("rm", "beta", input="n\n", code=1)
+    refused = rm_on_a_terminal("n\n")
+    assert refused.returncode == 1 and "delete these 3 paths?" in refused.stderr and "Aborted" in refused.stderr
     assert zoo.blob("beta-net-2.onnx").is_file()
-    run("rm", "beta", input="y\n")
+    assert rm_on_a_terminal("y\n").returncode == 0
     assert not zoo.blob("beta-net-2.onnx").exists()
+
+
+@pytest.mark.parametrize("command", [["rm", "beta"], ["prune"], ["prune", "--older-than", "0s"]])
+def test_destructive_commands_without_a_terminal_say_pass_yes(zoo: Zoo, command: list[str]) -> None:
+    run("import", str(zoo.file("beta-net-2.onnx")))
+    (zoo.home / "partial" / f"{'a' * 64}.part").write_bytes(b"half")  # something for prune to delete
+    before = tree(zoo.home)
+    result = run(*command, input="y\n", code=2)  # stdin is a pipe, not a terminal: never read
+    assert "no terminal" in result.stderr and "pass --yes" in result.stderr and "Aborted" not in result.stderr
+    assert tree(zoo.home) == before
 
 
 def test_rm_unknown_and_uncached(zoo: Zoo) -> None:

@@ -145,3 +145,104 @@ def test_all_providers_with_only_cpu_says_so() -> None:
     seed("mnist-8")
     result = run("check", "mnist-8", "--all-providers", "--test-data", str(need(TESTDATA / "mnist-8")))
     assert "no provider other than CPU" in result.stderr
+
+
+# -- malformed test sets: exit 2 with the reason, never 1 -------------------------------------------------
+
+
+def plus_one(path: Path) -> Path:
+    """y = x + 1 on float [1, 4]: a real model for test sets built here."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "c"], ["y"])], "plus",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor("c", TensorProto.FLOAT, [1], [1.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+def pb(arr: np.ndarray) -> bytes:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(arr).SerializeToString()
+
+
+def declared(dims: list[int], *, external: str | None = None) -> bytes:
+    """A float TensorProto that declares `dims` and holds no data (or points at external data)."""
+    from onnx import TensorProto
+
+    t = TensorProto(data_type=TensorProto.FLOAT, dims=dims, name="x")
+    if external is not None:
+        t.data_location = TensorProto.EXTERNAL
+        entry = t.external_data.add()
+        entry.key, entry.value = "location", external
+    return t.SerializeToString()
+
+
+X = np.zeros((1, 4), np.float32)
+GOOD_IN, GOOD_OUT = pb(X), pb(X + 1)
+MALFORMED = {
+    "truncated-pb": ({"input_0.pb": GOOD_IN[: len(GOOD_IN) // 2], "output_0.pb": GOOD_OUT}, "input_0.pb"),
+    "garbage-pb": ({"input_0.pb": b"\xff" * 40, "output_0.pb": GOOD_OUT}, "not a readable TensorProto"),
+    "named-wrong": ({"input_a.pb": GOOD_IN, "output_0.pb": GOOD_OUT}, "input_a.pb"),
+    "numbering-gap": ({"input_0.pb": GOOD_IN, "input_2.pb": GOOD_IN, "output_0.pb": GOOD_OUT}, "numbered [0, 2]"),
+    "no-inputs": ({"output_0.pb": GOOD_OUT}, "has no input_*.pb"),
+    "no-outputs": ({"input_0.pb": GOOD_IN}, "no output_*.pb"),
+    "huge-dims": ({"input_0.pb": declared([100000, 100000, 100000]), "output_0.pb": GOOD_OUT},
+                  "1000000000000000 values"),
+    "negative-dims": ({"input_0.pb": declared([1, -4]), "output_0.pb": GOOD_OUT}, "negative dims"),
+    "external-data": ({"input_0.pb": declared([1, 4], external="../../../../etc/passwd"), "output_0.pb": GOOD_OUT},
+                      "external data"),
+    "wrong-dtype": ({"input_0.pb": pb(np.zeros((1, 4), np.int64)), "output_0.pb": GOOD_OUT}, "dtype int64"),
+    "wrong-shape": ({"input_0.pb": pb(np.zeros((2, 9), np.float32)), "output_0.pb": GOOD_OUT}, "shape [2, 9]"),
+    "data-vs-dims": ({"input_0.pb": pb(X)[:-4] + b"", "output_0.pb": GOOD_OUT}, "input_0.pb"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_test_sets_exit_2_with_the_reason(tmp_path: Path, case: str) -> None:
+    files, reason = MALFORMED[case]
+    folder = tmp_path / "data" / "test_data_set_0"
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    result = CliRunner().invoke(cli, ["check", str(plus_one(tmp_path / "plus.onnx")), "--test-data",
+                                      str(tmp_path / "data")], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "error: " in result.stderr and reason in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_broken_npz_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "test_data_0.npz").write_bytes(b"PK\x03\x04 not a zip")
+    result = CliRunner().invoke(cli, ["check", str(plus_one(tmp_path / "plus.onnx")), "--test-data",
+                                      str(tmp_path / "data")], catch_exceptions=False)
+    assert result.exit_code == 2 and "cannot read test set" in result.stderr, result.output
+
+
+def test_a_good_set_built_here_passes(tmp_path: Path) -> None:
+    (tmp_path / "data" / "test_data_set_0").mkdir(parents=True)
+    (tmp_path / "data" / "test_data_set_0" / "input_0.pb").write_bytes(GOOD_IN)
+    (tmp_path / "data" / "test_data_set_0" / "output_0.pb").write_bytes(GOOD_OUT)
+    data = json.loads(run("check", str(plus_one(tmp_path / "plus.onnx")), "--test-data", str(tmp_path / "data"),
+                          "--json").stdout)
+    assert data[0]["passed"] and len(data[0]["checks"]) == 1
+
+
+@pytest.mark.parametrize("provider", ["cuda2", "openvin0", "gpu"])
+def test_an_unknown_provider_exits_2_with_suggestions(tmp_path: Path, provider: str) -> None:
+    result = CliRunner().invoke(cli, ["check", str(plus_one(tmp_path / "plus.onnx")), "--provider", provider,
+                                      "--test-data", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert f"unknown execution provider '{provider}'" in result.stderr and "zoo providers" in result.stderr
+
+
+def test_a_known_but_missing_provider_still_falls_back_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "data" / "test_data_set_0").mkdir(parents=True)
+    (tmp_path / "data" / "test_data_set_0" / "input_0.pb").write_bytes(GOOD_IN)
+    (tmp_path / "data" / "test_data_set_0" / "output_0.pb").write_bytes(GOOD_OUT)
+    result = run("check", str(plus_one(tmp_path / "plus.onnx")), "--provider", "migraphx", "--test-data",
+                 str(tmp_path / "data"))
+    assert "MIGraphXExecutionProvider not in use" in result.stderr and "PASS" in result.stdout

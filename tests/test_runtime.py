@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,19 +84,111 @@ def test_gpu_policy_falling_back_to_cpu_is_caught(tmp_path: Path) -> None:
     assert rep.fell_back == ("PREFER_GPU",) and warnings
 
 
-def test_optimised_model_is_cached_and_gives_same_outputs(tmp_path: Path) -> None:
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+X = {"x": np.array([[1, 2, 3, 4], [-1, 0, 1, 2]], dtype=np.float32)}
+CPU_ONLY = SessionSpec(providers=(CPU,))  # only plain CPU sessions are cached
+
+
+def graph_name(key: str) -> str:
+    return f"{key}.cpu.all.ort{ort.__version__}.onnx"
+
+
+def test_optimised_model_is_cached_with_a_record_and_gives_same_outputs(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "m.onnx")
-    cache_dir = tmp_path / "opt"
-    x = {"x": np.array([[1, 2, 3, 4], [-1, 0, 1, 2]], dtype=np.float32)}
-    spec = SessionSpec(providers=(CPU,))  # only plain CPU sessions are cached
-    first, _ = create_session(model, spec, cache_dir=cache_dir, cache_key="k")
-    files = list(cache_dir.iterdir())
-    assert [f.name for f in files] == [f"k.cpu.all.ort{ort.__version__}.onnx"]
-    second, _ = create_session(model, spec, cache_dir=cache_dir, cache_key="k")
-    np.testing.assert_array_equal(first.run(None, x)[0], second.run(None, x)[0])
-    files[0].write_bytes(b"garbage")  # a broken cached file is dropped, not fatal
-    third, _ = create_session(model, spec, cache_dir=cache_dir, cache_key="k")
-    np.testing.assert_array_equal(first.run(None, x)[0], third.run(None, x)[0])
+    key, cache_dir = sha256_of(model), tmp_path / "opt"
+    first, _ = create_session(model, CPU_ONLY, cache_dir=cache_dir, cache_key=key)
+    assert sorted(f.name for f in cache_dir.iterdir()) == [graph_name(key), graph_name(key) + ".json"]
+    record = json.loads((cache_dir / (graph_name(key) + ".json")).read_text())
+    assert record["source_sha256"] == key and record["graph"][0] == (cache_dir / graph_name(key)).stat().st_size
+    second, _ = create_session(model, CPU_ONLY, cache_dir=cache_dir, cache_key=key)
+    np.testing.assert_array_equal(first.run(None, X)[0], second.run(None, X)[0])
+    (cache_dir / graph_name(key)).write_bytes(b"garbage")  # changed after zoo wrote it: not reused, not fatal
+    third, _ = create_session(model, CPU_ONLY, cache_dir=cache_dir, cache_key=key)
+    np.testing.assert_array_equal(first.run(None, X)[0], third.run(None, X)[0])
+    assert not [f for f in cache_dir.iterdir() if f.name.startswith("tmp-")]
+
+
+@pytest.mark.parametrize("key", ["k", "local-0123456789abcdef0123456789abcdef", "A" * 64, "../" + "a" * 61])
+def test_only_a_sha256_key_is_cached(tmp_path: Path, key: str) -> None:
+    create_session(tiny_model(tmp_path / "m.onnx"), CPU_ONLY, cache_dir=tmp_path / "opt", cache_key=key)
+    assert not (tmp_path / "opt").exists() or list((tmp_path / "opt").iterdir()) == []
+
+
+def other_model(path: Path) -> Path:
+    """Same graph shape as tiny_model, other weights: other answers."""
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 3], [-1.0] * 12)
+    b = helper.make_tensor("B", TensorProto.FLOAT, [3], [5.0, 5.0, 5.0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["a"]),
+         helper.make_node("Relu", ["a"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+def test_a_graph_planted_under_a_models_key_is_not_run(tmp_path: Path) -> None:
+    """Another model's graph copied (with its record) to this model's name: the record's stamp does not match."""
+    mine, theirs, cache_dir = tiny_model(tmp_path / "m.onnx"), other_model(tmp_path / "o.onnx"), tmp_path / "opt"
+    expected = ort.InferenceSession(str(mine), providers=[CPU]).run(None, X)[0]
+    create_session(theirs, CPU_ONLY, cache_dir=cache_dir, cache_key=sha256_of(theirs))
+    planted = cache_dir / graph_name(sha256_of(mine))
+    shutil.copy(cache_dir / graph_name(sha256_of(theirs)), planted)
+    record = json.loads((cache_dir / (graph_name(sha256_of(theirs)) + ".json")).read_text())
+    (cache_dir / (planted.name + ".json")).write_text(json.dumps({**record, "source_sha256": sha256_of(mine)}))
+    session, _ = create_session(mine, CPU_ONLY, cache_dir=cache_dir, cache_key=sha256_of(mine))
+    np.testing.assert_array_equal(session.run(None, X)[0], expected)
+    # The record names the model: a graph recorded for another sha256 is not reused either.
+    record = json.loads((cache_dir / (planted.name + ".json")).read_text())
+    (cache_dir / (planted.name + ".json")).write_text(json.dumps({**record, "source_sha256": "b" * 64}))
+    session, _ = create_session(mine, CPU_ONLY, cache_dir=cache_dir, cache_key=sha256_of(mine))
+    np.testing.assert_array_equal(session.run(None, X)[0], expected)
+
+
+def test_a_linked_graph_folder_is_never_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "optimized").symlink_to(outside)
+    model = tiny_model(tmp_path / "m.onnx")
+    session, _ = create_session(model, CPU_ONLY, cache_dir=tmp_path / "home" / "optimized", cache_key=sha256_of(model))
+    assert session.run(None, X)[0].shape == (2, 3) and list(outside.iterdir()) == []
+    assert "optimised graphs are not being kept" in capsys.readouterr().err
+
+
+def test_a_link_planted_at_the_graph_name_is_replaced_not_followed(tmp_path: Path) -> None:
+    model, cache_dir = tiny_model(tmp_path / "m.onnx"), tmp_path / "opt"
+    cache_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (cache_dir / graph_name(sha256_of(model))).symlink_to(victim)
+    create_session(model, CPU_ONLY, cache_dir=cache_dir, cache_key=sha256_of(model))
+    assert victim.read_text() == "keep me" and not (cache_dir / graph_name(sha256_of(model))).is_symlink()
+
+
+@pytest.mark.parametrize(("name", "suggestion"), [("cuda2", "cuda"), ("openvin", "openvino"), ("tensort", "tensorrt")])
+def test_unknown_provider_is_an_error_with_suggestions(tmp_path: Path, name: str, suggestion: str) -> None:
+    with pytest.raises(ProviderError, match=f"unknown execution provider '{name}'") as err:
+        create_session(tiny_model(tmp_path / "m.onnx"), SessionSpec(providers=(name,)))
+    assert f"did you mean {suggestion}" in err.value.hint and "zoo providers" in err.value.hint
+    assert err.value.exit_code == 2
+
+
+def test_ort_prints_never_reach_stdout(capsys: pytest.CaptureFixture) -> None:
+    class LoudOrt:  # what onnxruntime does on a failed load: print() a banner, then raise
+        @staticmethod
+        def InferenceSession(*args: object, **kwargs: object) -> None:  # noqa: N802
+            print("*************** EP Error ***************")
+            raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError):
+        runtime._quiet_session(LoudOrt, b"", None, {})
+    assert capsys.readouterr().out == ""
 
 
 def test_threads_and_bad_level(tmp_path: Path) -> None:

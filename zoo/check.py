@@ -83,37 +83,117 @@ class CheckReport:
 
 
 def _read_pb(path: Path) -> tuple[str, Any]:
+    """One TensorProto file as (name, array); InputError (exit 2) for anything malformed.
+
+    Checked before numpy allocates: declared dims must fit the bytes the file holds (a 20-byte file
+    can declare a terabyte), and external data is refused (its path could point anywhere).
+    """
     import onnx
     from onnx import numpy_helper
 
     tensor = onnx.TensorProto()
     try:
-        tensor.ParseFromString(path.read_bytes())
+        data = path.read_bytes()
+        tensor.ParseFromString(data)
+    except Exception as exc:  # protobuf raises its own DecodeError; OSError for an unreadable file
+        raise _bad_tensor(path, f"it is not a readable TensorProto ({exc})") from None
+    problem = _tensor_problem(tensor, len(data))
+    if problem:
+        raise _bad_tensor(path, problem)
+    try:
         return tensor.name, numpy_helper.to_array(tensor)
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise InputError(f"cannot read test tensor {path}: {exc}", expected=["an ONNX TensorProto .pb file"]) from None
+    except Exception as exc:  # onnx raises ValueError, TypeError or its own errors for inconsistent fields
+        raise _bad_tensor(path, f"its data does not match its type and dims ({exc})") from None
+
+
+def _tensor_problem(tensor: Any, file_size: int) -> str | None:
+    import onnx
+
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+        return "it refers to external data, which zoo does not read from test sets"
+    dims = list(tensor.dims)
+    if any(d < 0 for d in dims):
+        return f"it declares negative dims {dims}"
+    count = 1
+    for d in dims:
+        count *= d
+    # Every element takes at least half a byte in any encoding (4-bit types pack two a byte).
+    if count > 2 * file_size + 16:
+        return f"it declares dims {dims} ({count} values) but the file holds only {file_size} bytes"
+    return None
+
+
+def _bad_tensor(path: Path, why: str) -> InputError:
+    return InputError(f"cannot read test tensor {path}: {why}", expected=["an ONNX TensorProto .pb file"])
 
 
 def _numbered(folder: Path, prefix: str) -> list[Path]:
-    return sorted(folder.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    """input_0.pb, input_1.pb, ... in order; InputError for another name or a gap in the numbers."""
+    found: dict[int, Path] = {}
+    for path in folder.glob(f"{prefix}_*.pb"):
+        number = path.stem[len(prefix) + 1:]
+        if not number.isdigit():
+            raise InputError(f"test set {folder} has a file named {path.name}",
+                             expected=[f"{prefix}_0.pb, {prefix}_1.pb, ... (numbered from 0)"])
+        found[int(number)] = path
+    if sorted(found) != list(range(len(found))):
+        raise InputError(f"test set {folder} has {prefix} files numbered {sorted(found)}",
+                         expected=[f"{prefix}_0.pb to {prefix}_{len(found) - 1}.pb with no gaps"])
+    return [found[i] for i in range(len(found))]
 
 
 def find_sets(folder: Path) -> list[TestSet]:
-    """Test sets under `folder` (itself, or up to two levels down): .pb sets and legacy .npz files."""
-    import numpy as np
+    """Test sets under `folder` (itself, or up to two levels down): .pb sets and legacy .npz files.
 
+    The extracted test data of a cached model is restored first when it lost files; another folder whose
+    extraction record lists missing files is refused (CacheError). Malformed sets are InputError (exit 2).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"no test data folder at {folder}",
                          expected=["a folder with test_data_set_*/input_*.pb (zoo pull NAME --with-test-data)"])
-    dirs = sorted({p.parent for p in [*folder.glob("input_*.pb"), *folder.glob("*/input_*.pb"),
-                                      *folder.glob("*/*/input_*.pb")]})
-    sets = [TestSet(d.name, tuple(_read_pb(p) for p in _numbered(d, "input")),
-                    tuple(_read_pb(p) for p in _numbered(d, "output"))) for d in dirs]
-    for npz in sorted([*folder.glob("test_data_*.npz"), *folder.glob("*/test_data_*.npz")]):
-        with np.load(npz, allow_pickle=False) as z:
-            sets.append(TestSet(npz.stem, (("", z["inputs"]),), (("", z["outputs"]),), labels_only=True))
+    _whole(folder)
+    pattern = ("{}_*.pb", "*/{}_*.pb", "*/*/{}_*.pb")
+    dirs = sorted({p.parent for kind in ("input", "output") for glob in pattern
+                   for p in folder.glob(glob.format(kind))}
+                  | {*folder.glob("test_data_set_*"), *folder.glob("*/test_data_set_*")})
+    sets = []
+    for d in dirs:
+        inputs = _numbered(d, "input")
+        if not inputs and d.is_dir():
+            raise InputError(f"test set {d} has no input_*.pb", expected=["input_0.pb ... beside output_0.pb ..."])
+        if inputs:
+            sets.append(TestSet(d.name, tuple(_read_pb(p) for p in inputs),
+                                tuple(_read_pb(p) for p in _numbered(d, "output"))))
+    sets += [_read_npz(npz) for npz in sorted([*folder.glob("test_data_*.npz"), *folder.glob("*/test_data_*.npz")])]
     return sets
+
+
+def _whole(folder: Path) -> None:
+    """Restore a cached model's extracted test data, or refuse a folder its extraction record calls incomplete."""
+    from zoo.errors import CacheError
+    from zoo.store import archive, pull
+
+    entry = pull.entry_for_test_data(folder)
+    if entry is not None:
+        pull.ensure_test_data(entry)
+        return
+    missing = archive.missing_members(folder)
+    if missing:
+        raise CacheError(f"the test data at {folder} is incomplete: {len(missing)} extracted files are missing or "
+                         f"changed ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})",
+                         hint="extract its archive again (`zoo pull NAME --with-test-data` for a zoo model)")
+
+
+def _read_npz(npz: Path) -> TestSet:
+    import numpy as np
+
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            return TestSet(npz.stem, (("", z["inputs"]),), (("", z["outputs"]),), labels_only=True)
+    except Exception as exc:  # zipfile, numpy and KeyError for a missing array
+        raise InputError(f"cannot read test set {npz}: {type(exc).__name__}: {exc}",
+                         expected=["an .npz holding arrays 'inputs' and 'outputs'"]) from None
 
 
 def feeds_for(session: Any, test: TestSet) -> dict[str, Any]:

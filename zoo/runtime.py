@@ -3,11 +3,20 @@
 onnxruntime silently falls back to CPU when a requested provider cannot run
 (missing libraries, no device, a selection policy finding no GPU). zoo compares
 what was asked for with `session.get_providers()` after the session exists,
-warns on stderr, and errors under `strict`.
+warns on stderr, and errors under `strict`. A provider name onnxruntime does not
+know at all is a typo, not a missing library: that is an error.
+
+Optimised CPU graphs are cached under the model's sha256 only: a graph is reused
+when its record names that sha256 and the graph file is the one zoo wrote; it is
+written under a unique temp name and moved into place, and a cache folder that is
+a link or read-only is not used (with one note), never an error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -179,13 +188,21 @@ class SessionSpec:
 
 def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | None = None,
                    cache_key: str | None = None, warn: Any = None) -> tuple[onnxruntime.InferenceSession, ProviderReport]:
-    """Build an InferenceSession by `spec`, reusing a cached optimised model when one exists."""
+    """Build an InferenceSession by `spec`, reusing a cached optimised model when one exists.
+
+    `cache_key` must be the model's sha256 (64 lowercase hex digits) for its graph to be cached.
+    Raises ProviderError for a provider name onnxruntime does not know.
+    """
     import onnxruntime as ort
+
+    from zoo.store import graphs
 
     _register_env_plugins()
     plugin_devices = _plugin_devices(spec.providers)
-    plan = select_providers(spec.providers, [*ort.get_available_providers(), *{d.ep_name for d in plugin_devices}])
-    cached, target = _optimized_paths(plan, spec, cache_dir, cache_key)
+    available = [*ort.get_available_providers(), *{d.ep_name for d in plugin_devices}]
+    check_names(spec.providers, [*PREFERENCE, *ort.get_all_providers(), *available])
+    plan = select_providers(spec.providers, available)
+    cached, target = _optimized_paths(plan, spec, cache_dir, cache_key, warn)
     source = cached if cached is not None else model
     level = "disable" if cached is not None else spec.optimization
     so = session_options(threads=spec.threads, optimization=level, optimized_path=target, spinning=spec.spinning)
@@ -198,20 +215,55 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
     else:
         kwargs = {"providers": list(plan.chosen)}
     try:
-        session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, so, **kwargs)
+        session = _quiet_session(ort, str(source) if isinstance(source, Path) else source, so, kwargs)
     except Exception as exc:
         if cached is not None:  # a stale or foreign optimised file: drop it and build from the model
-            cached.unlink(missing_ok=True)
-            return create_session(model, spec, cache_dir=None, warn=warn)
+            graphs.drop(cached)
+            return create_session(model, spec, cache_dir=cache_dir, cache_key=cache_key, warn=warn)
+        if target is not None:  # writing the graph failed (a cache that turned read-only): run without it
+            graphs.unlink(target)
+            _note_unkept(target.parent, f"cannot write there ({_first_line(exc)})", warn)
+            return create_session(model, spec, warn=warn)
         if plan.chosen != (CPU,) and not spec.policy:
             return _cpu_after_failure(model, spec, plan, exc, warn)
         raise _load_error(model, exc) from None
-    if target is not None and target.exists():
-        os.replace(target, target.with_name(target.name.split("-", 2)[2]))
+    if target is not None:
+        graphs.publish(target, cache_key or "")
     rep = report(plan, session.get_providers()) if not spec.policy else policy_report(spec.policy,
                                                                                      session.get_providers())
     check_report(rep, strict=spec.strict, warn=warn)
     return session, rep
+
+
+def check_names(requested: Sequence[str] | None, known: Sequence[str]) -> None:
+    """Raise ProviderError (with did-you-mean suggestions) for a name that is no execution provider at all.
+
+    A known provider that is not available here is fine: it warns and falls back later.
+    """
+    names = {k.lower(): k for k in known} | dict(SHORT_NAMES)
+    for name in requested or ():
+        if canonical(name).lower() in names:
+            continue
+        close = difflib.get_close_matches(name.strip().lower(), list(names), n=3, cutoff=0.6)
+        guess = f"did you mean {', '.join(close)}? " if close else ""
+        raise ProviderError(f"unknown execution provider {name!r}",
+                            hint=f"{guess}`zoo providers` lists the providers available here; short names such "
+                                 f"as {', '.join(sorted(SHORT_NAMES)[:6])} work")
+
+
+def _quiet_session(ort: Any, source: str | bytes, so: Any, kwargs: dict[str, Any]) -> Any:
+    """InferenceSession(...) with onnxruntime's Python prints kept off stdout.
+
+    On a failed load onnxruntime prints an "EP Error" banner with print() before retrying on CPU;
+    stdout carries zoo's results, so the banner goes to stderr under ZOO_DEBUG and nowhere otherwise.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            return ort.InferenceSession(source, so, **kwargs)
+    finally:
+        if captured.getvalue() and os.environ.get("ZOO_DEBUG", "") not in ("", "0"):
+            _stderr(captured.getvalue().rstrip("\n"))
 
 
 def _cpu_after_failure(model: Path | bytes, spec: SessionSpec, plan: ProviderPlan, exc: Exception,
@@ -234,8 +286,11 @@ def _first_line(exc: Exception) -> str:
     return (useful or lines or [type(exc).__name__])[-1][:300]
 
 
-def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | None,
-                     cache_key: str | None) -> tuple[Path | None, Path | None]:
+# -- the optimised-graph cache ------------------------------------------------------------------------
+
+
+def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | None, cache_key: str | None,
+                     warn: Any) -> tuple[Path | None, Path | None]:
     """(existing optimised model, where to write a new one). Only plain CPU sessions are cached:
     other providers compile device-specific graphs that are not portable files."""
     if cache_dir is None or cache_key is None or plan.chosen != (CPU,) or spec.policy:
@@ -244,19 +299,31 @@ def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | No
         return None, None
     import onnxruntime as ort
 
-    final = cache_dir / f"{cache_key}.cpu.{spec.optimization}.ort{ort.__version__}.onnx"
-    if final.is_file():
-        return final, None
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # ORT picks the file format by extension, so the temp name must still end in .onnx.
-    return None, final.with_name(f"tmp-{os.getpid()}-{final.name}")
+    from zoo.store import graphs
+
+    cached, target, why = graphs.locate(cache_dir, cache_key, f"cpu.{spec.optimization}.ort{ort.__version__}")
+    if why is not None:
+        _note_unkept(cache_dir, why, warn)
+    return cached, target
+
+
+_NOTED: set[str] = set()
+
+
+def _note_unkept(folder: Path, why: str, warn: Any) -> None:
+    """Say once per folder and process that optimised graphs are not kept; loading still works."""
+    if str(folder) in _NOTED:
+        return
+    _NOTED.add(str(folder))
+    (warn or _stderr)(f"note: optimised graphs are not being kept in {folder}: {why}; "
+                      "each load optimises the model again")
 
 
 def _load_error(model: Path | bytes, exc: Exception) -> ZooError:
     name = str(model) if isinstance(model, Path) else "<model bytes>"
     return ZooError(f"onnxruntime cannot load {name}: {_first_line(exc)}",
-                    hint="check the file is an ONNX model (`zoo cache verify`) and that this onnxruntime "
-                         "supports its opset")
+                    hint="check the file is an ONNX model (`zoo cache verify` re-hashes cached ones) and that "
+                         "this onnxruntime supports its opset")
 
 
 def available() -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ a plan (zoo.store.cache_plan) and ask before executing it; --dry-run stops at th
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -151,7 +152,9 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
 
     NAMES (ids, aliases or hub names) limit the check to those models; by
     default every blob is checked. A file that does not match is deleted with
-    its views, so nothing bad stays cached, and the exit code is 3.
+    its views, so nothing bad stays cached, and the exit code is 3. So is a
+    file planted at a model's readable path (models/ID/FILE) that is not the
+    verified blob: it is reported and removed (zoo never runs it).
 
     \b
     Example:
@@ -159,7 +162,7 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
       zoo cache verify mnist resnet50 --json
     """
     from zoo.errors import DownloadError
-    from zoo.store import cache_plan
+    from zoo.store import cache_verify
 
     info = _scan()
     entries = list(info.entries)
@@ -168,7 +171,7 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
         entries = [e for e in entries if e.model_id in ids]
         for model_id in (i for i in ids if i not in {e.model_id for e in entries}):
             click.echo(f"note: {model_id} is not cached; nothing to verify", err=True)
-    results = cache_plan.verify(info.root, entries, log=lambda m: click.echo(m, err=True))
+    results = cache_verify.verify(info.root, entries, log=lambda m: click.echo(m, err=True))
     if as_json:
         emit_json([r.to_dict() for r in results])
     else:
@@ -186,15 +189,25 @@ def verify(names: tuple[str, ...], as_json: bool) -> None:
 
 def _verify_lines(r: Any) -> str:
     lines = [f"{'ok ' if r.ok else 'BAD'}  {', '.join(r.model_ids) or '(orphan)'}  {r.path}"]
-    if not r.ok and r.got_sha256 is not None:
+    if r.got_sha256 is not None and (r.got_sha256 != r.sha256 or r.expected_size not in (None, r.got_size)):
         expected = "?" if r.expected_size is None else r.expected_size
         lines.append(f"     expected sha256 {r.sha256} ({expected} bytes)")
         lines.append(f"     got      sha256 {r.got_sha256} ({r.got_size} bytes)")
+    for view in r.bad_views:
+        lines.append(f"     not the blob's bytes (planted or changed): {view}")
     if r.removed:
         lines.append("     removed: " + ", ".join(str(p) for p in r.removed))
     if r.problem:
         lines.append(f"     {r.problem}")
     return "\n".join(lines)
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a question: stdin is a terminal."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stdin
+        return False
 
 
 def _render_plan(plan: DeletePlan) -> str:
@@ -220,6 +233,12 @@ def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, emp
         return
     if not yes:
         click.echo(_render_plan(plan), err=True)
+        if not _interactive():
+            from zoo.errors import ZooError
+
+            # click.confirm would read EOF and exit 1 "Aborted!": say what to do instead.
+            raise ZooError(f"not deleting {_paths(len(plan.items))} without confirmation: there is no terminal "
+                           "to ask on", hint="pass --yes to delete without asking (or --dry-run to only look)")
         click.confirm(f"delete {'this' if len(plan.items) == 1 else 'these'} {_paths(len(plan.items))}?", abort=True,
                       err=True)
     result = plan.execute()

@@ -3,25 +3,32 @@
 A tar member can name any path, link anywhere and claim any size. safe_extract
 checks every member before writing a byte, extracts into a temp directory
 beside `dest` and moves it into place only when all went well, so `dest` is
-complete or absent.
+complete or absent. The extracted folder carries a record of what was extracted
+(RECORD: every name and size), so a folder that lost files later (a crash of an
+older zoo, a hand-made `rm`) is told apart from a complete one by stat alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import uuid
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from zoo.errors import DownloadError
+from zoo.store import cache
 
 if TYPE_CHECKING:
     import tarfile
 
 MAX_SIZE = 4 * 1024**3  # total uncompressed bytes; the largest zoo test-data archive is far below
+RECORD = ".zoo-extracted.json"  # inside the extracted folder: {"files": {name: size, or -1 for a link}}
 
 
 def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path:
@@ -31,21 +38,23 @@ def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path
     """
     import tarfile  # not needed by most commands
 
-    from filelock import FileLock  # ships with huggingface_hub
-
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # One extraction into `dest` at a time: two processes pulling the same test data would
-    # otherwise race in _replace_dir.
+    # otherwise race in _replace_dir. The lock lives in ZOO_HOME/locks (never a shared temp
+    # folder another user could hold) and is deleted on release.
     try:
-        with FileLock(_lock_for(dest)), tarfile.open(archive, "r:*") as tar:
+        with cache.transient_lock(_lock_for(dest)), tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
             _check_members(archive, members, max_size)
             tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
             try:
                 # The "data" filter (Python >= 3.11.4) re-checks each member as it is written.
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **extra)
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, members=members, filter="data")
+                else:
+                    tar.extractall(tmp, members=members)
+                _write_record(tmp)  # inside tmp: published by the same rename as the files
                 _replace_dir(tmp, dest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -57,12 +66,44 @@ def safe_extract(archive: Path, dest: Path, *, max_size: int = MAX_SIZE) -> Path
     return dest
 
 
-def _lock_for(dest: Path) -> str:
-    """A lock file per destination, kept out of the destination's folder."""
-    import hashlib
+def _lock_for(dest: Path) -> Path:
+    """A lock file per destination, in the cache's locks/ folder (not in the destination's)."""
+    key = hashlib.sha256(os.fsencode(dest.resolve())).hexdigest()[:32]
+    return cache.real_dir(cache.ensure_root(), "locks") / f"extract-{key}.lock"
 
-    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:32]
-    return os.path.join(tempfile.gettempdir(), f"zoo-extract-{key}.lock")
+
+def _write_record(folder: Path) -> None:
+    files: dict[str, int] = {}
+    for top, dirs, names in os.walk(folder):
+        for name in [*names, *(d for d in dirs if os.path.islink(os.path.join(top, d)))]:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            files[os.path.relpath(path, folder).replace(os.sep, "/")] = (
+                st.st_size if stat.S_ISREG(st.st_mode) else -1)
+    (folder / RECORD).write_text(json.dumps({"files": files}, sort_keys=True), encoding="utf-8")
+
+
+def missing_members(folder: Path) -> list[str] | None:
+    """Names the extraction record lists that `folder` lacks (or holds at another size), by stat only.
+
+    None when there is no readable record (a folder from an older zoo, or not zoo's); [] when complete.
+    """
+    try:
+        files = json.loads((folder / RECORD).read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, dict):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    missing = []
+    for name, size in sorted(files.items()):
+        try:
+            st = os.lstat(folder / name)
+        except OSError:
+            missing.append(name)
+            continue
+        if isinstance(size, int) and size >= 0 and (not stat.S_ISREG(st.st_mode) or st.st_size != size):
+            missing.append(name)
+    return missing
 
 
 def _check_members(archive: Path, members: list[tarfile.TarInfo], max_size: int) -> None:

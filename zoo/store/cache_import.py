@@ -81,7 +81,10 @@ def import_local(path: Path, index_entries: Sequence[ModelEntry], *, entry: Mode
     extracted = []
     for (e, _, kind), result in zip(found, files):
         if kind == "test-data" and extract_to is not None:
-            extracted.append(archive.safe_extract(result.path, extract_to(e)))
+            dest = extract_to(e)
+            if dest.parent.parent == cache.home() / "models":  # never extract through a link at models/<id>
+                cache.real_dir(cache.home(), "models", dest.parent.name)
+            extracted.append(archive.safe_extract(result.path, dest))
     return ImportResult(path, sha256, size, tuple(files), tuple(k for _, _, k in found), tuple(extracted))
 
 

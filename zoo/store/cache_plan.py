@@ -1,4 +1,4 @@
-"""Cache housekeeping: deletion plans and re-verification.
+"""Cache housekeeping: deletion plans (re-verification is zoo.store.cache_verify).
 
 Deciding is kept apart from doing. plan_rm, plan_prune and plan_clear read a
 CacheInfo (from cache.scan) and return a frozen DeletePlan without touching
@@ -9,26 +9,31 @@ the disk; `--dry-run` prints that plan and stops. DeletePlan.execute() deletes:
   never pulled out from under it;
 - nothing outside the cache root is deleted, and no symlink is followed: a
   link is removed as a link, and a folder is removed only when it is a real
-  folder whose real parent is inside the root.
+  folder whose real parent is inside the root;
+- a folder (test data, a model's folder) goes all at once: renamed into trash/,
+  then removed, so a kill -9 never leaves it half there; the next deletion
+  finishes what a killed one left in trash/;
+- nothing is deleted in a folder that is not a zoo cache (cache.is_zoo_cache),
+  and clear deletes only what zoo writes: anything else is listed and kept.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
-import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.errors import CacheError
 from zoo.store import cache
-from zoo.store.cache_scan import CachedFile, CacheInfo, scan
-from zoo.store.hashing import sha256_file
+from zoo.store.cache_scan import CacheInfo
 
 TEMP_GRACE = 3600.0  # seconds: a younger temp file may belong to a zoo process still writing it
 
@@ -92,18 +97,25 @@ class DeletePlan:
                 "items": [item.to_dict() for item in self.items], "notes": list(self.notes)}
 
     def execute(self) -> DeleteResult:
-        """Delete the planned paths, in order, each blob's files under its lock."""
+        """Delete the planned paths, in order, each blob's files under its lock.
+
+        Raises CacheError, deleting nothing, when the root is not a zoo cache.
+        """
         root = Path(os.path.realpath(self.root))
+        if self.items and not cache.is_zoo_cache(root):
+            raise not_a_cache(root, ())
+        cache.empty_trash(root)  # finish what a killed deletion left behind
         deleted: list[PlanItem] = []
         skipped: list[tuple[PlanItem, str]] = []
-        for sha256, run in itertools.groupby(self.items, key=lambda item: item.sha256):
-            with _try_lock(sha256, root) as held:
-                for item in run:
-                    why = _delete(root, item) if held else "in use by another zoo process; try again later"
-                    if why:
-                        skipped.append((item, why))
-                    else:
-                        deleted.append(item)
+        with cache.disk_errors(root):  # a read-only cache cannot even take a lock: a CacheError, not a crash
+            for sha256, run in itertools.groupby(self.items, key=lambda item: item.sha256):
+                with _try_lock(sha256, root) as held:
+                    for item in run:
+                        why = _delete(root, item) if held else "in use by another zoo process; try again later"
+                        if why:
+                            skipped.append((item, why))
+                        else:
+                            deleted.append(item)
         return DeleteResult(self.description, tuple(deleted), tuple(skipped))
 
 
@@ -145,10 +157,12 @@ def _delete(root: Path, item: PlanItem) -> str | None:
         elif item.what == "empty-dir":
             os.rmdir(path)
         else:
-            shutil.rmtree(path)  # lstat says a real folder; rmtree removes links inside as links
+            cache.discard(root, path)  # lstat says a real folder; one rename takes it whole
     except FileNotFoundError:
         return "already gone"
     except OSError as exc:
+        if exc.errno == errno.ENOTEMPTY:
+            return "kept: it holds entries zoo did not make"
         return f"cannot delete: {exc.strerror or exc}"
     return None
 
@@ -168,7 +182,7 @@ def _delete_locks(root: Path, folder: Path) -> str | None:
 # -- deciding: plans ------------------------------------------------------------------------------------
 
 
-def _blob_items(info: CacheInfo, sha256: str) -> list[PlanItem]:
+def blob_items(info: CacheInfo, sha256: str) -> list[PlanItem]:
     """Everything that goes with one blob: views, unpacked test data, optimised copies, the blob, a partial.
 
     Views go first: if deletion stops half way, what is left is a blob without a view, which still counts as cached.
@@ -197,16 +211,18 @@ def plan_rm(info: CacheInfo, ids: Sequence[str]) -> DeletePlan:
     """Delete the cached files of these model ids; a blob another model still uses (has a view of) is kept,
     with a note saying so.
     """
+    require_zoo_cache(info)
     removing, items, notes = set(ids), [], []
     for model_id in ids:
         records = info.for_model(model_id)
         for rec in records:
             # Every model with this sha256 can use the blob; one with its own view is using it.
-            others = sorted({e.model_id for e in info.entries if e.sha256 == rec.sha256 and e.views} - removing - {None})
+            users = {e.model_id for e in info.entries if e.sha256 == rec.sha256 and e.views}
+            others = sorted(u for u in users - removing if u is not None)
             if others:
                 notes.append(f"kept blob {rec.sha256} ({rec.kind} of {model_id}): also used by {', '.join(others)}")
             else:
-                items += _blob_items(info, rec.sha256)
+                items += blob_items(info, rec.sha256)
         items += [PlanItem(p.path, p.size, "partial", p.sha256, model_id) for p in info.partials
                   if model_id in p.model_ids and set(p.model_ids) <= removing]
         if model_id in info.model_dirs:
@@ -222,20 +238,23 @@ def plan_prune(info: CacheInfo, *, older_than: timedelta | None = None, now: flo
     """Delete what no model needs: partials, orphan blobs, stale views, optimised copies of gone models,
     temp files older than TEMP_GRACE; with `older_than`, also models not used (read or written) for that long.
     """
+    require_zoo_cache(info)
     now = time.time() if now is None else now
     items = [PlanItem(p.path, p.size, "partial", p.sha256) for p in info.partials]
     for orphan in info.orphans:
-        items += _blob_items(info, orphan.sha256)
+        items += blob_items(info, orphan.sha256)
     items += [PlanItem(s.path, s.size, "stale-view", None, s.model_id) for s in info.stale_views]
     items += [PlanItem(o.path, o.size, "optimized") for o in info.optimized if o.orphan]
+    # Trash and planted links belong to no running zoo process: no grace for them.
     items += [PlanItem(t.path, t.size, "temp", None, t.model_id) for t in info.temp_files
-              if now - t.last_modified > TEMP_GRACE]
+              if now - t.last_modified > TEMP_GRACE or t.path.parent == info.root / "trash"
+              or t.reason == "a planted symlink"]
     what = "partial downloads, orphan blobs, stale views, optimised copies of removed models and old temp files"
     if older_than is not None:
         cutoff = now - older_than.total_seconds()
         for sha256, last in _last_used(info).items():
             if last < cutoff:
-                items += _blob_items(info, sha256)
+                items += blob_items(info, sha256)
         items += [PlanItem(o.path, o.size, "optimized") for o in info.optimized
                   if o.sha256 is None and o.last_used < cutoff]
         what += f", and models unused for {_describe(older_than)}"
@@ -260,91 +279,48 @@ def _describe(delta: timedelta) -> str:
 
 
 def plan_clear(info: CacheInfo) -> DeletePlan:
-    """Delete every zoo file under the root (blobs, models, partial, locks, optimized); keep CACHEDIR.TAG.
-
-    Entries zoo did not make directly under the root or in blobs/sha256 are left alone.
+    """Delete every file zoo wrote under the root (blobs, views, test data, partials, locks, optimised
+    graphs, fingerprints, temp files); keep CACHEDIR.TAG and everything zoo did not make (listed in notes).
     """
+    require_zoo_cache(info)
     root = info.root
     items = [PlanItem(e.blob, e.size, "blob", e.sha256) for e in {e.sha256: e for e in info.entries}.values()]
+    items += [PlanItem(v, 0, "view", e.sha256, e.model_id) for e in info.entries for v in e.views]
+    items += [PlanItem(e.extracted, e.extracted_size, "test-data-dir", e.sha256, e.model_id)
+              for e in info.entries if e.extracted is not None]
+    items += [PlanItem(s.path, s.size, "stale-view", None, s.model_id) for s in info.stale_views]
     items += [PlanItem(p.path, p.size, "partial", p.sha256) for p in info.partials]
-    items += [PlanItem(o.path, o.size, "optimized") for o in info.optimized]
-    items += [PlanItem(t.path, t.size, "temp") for t in info.temp_files if root / "models" not in t.path.parents]
-    in_models = sum(f.size for f in (*info.stale_views, *info.temp_files) if root / "models" in f.path.parents)
-    in_models += sum(e.extracted_size for e in info.entries)
-    # Folders last; one missing already is reported as "already gone" by execute().
-    for name, what, size in (("models", "tree", in_models), ("optimized", "tree", 0), ("partial", "empty-dir", 0),
-                             ("blobs/sha256", "empty-dir", 0), ("blobs", "empty-dir", 0), ("locks", "locks", 0)):
-        items.append(PlanItem(root / name, size, what))  # type: ignore[arg-type]
-    return DeletePlan(root, _unique(items), f"clear the cache at {root}")
+    items += [PlanItem(f.path, f.size, "optimized") for f in info.optimized]
+    items += [PlanItem(f.path, f.size, "temp", None, f.model_id) for f in (*info.temp_files, *info.fingerprints)]
+    # Folders last, each only when empty: whatever zoo did not make keeps its folder.
+    items += [PlanItem(root / "models" / d, 0, "empty-dir", None, d) for d in info.model_dirs]
+    for name in ("models", "optimized", "fingerprints", "partial", "blobs/sha256", "blobs", "trash"):
+        items.append(PlanItem(root / name, 0, "empty-dir"))
+    if (root / "index").is_dir() and not (root / "index").is_symlink():
+        items.append(PlanItem(root / "index", 0, "tree"))  # the compiled index: rebuilt on the next use
+    items.append(PlanItem(root / "locks", 0, "locks"))
+    notes = _kept_notes(info)
+    return DeletePlan(root, _unique(items), f"clear the cache at {root}", notes)
 
 
-# -- verify -----------------------------------------------------------------------------------------------
+def _kept_notes(info: CacheInfo) -> tuple[str, ...]:
+    if not info.unknown:
+        return ()
+    shown = [str(p) for p in info.unknown[:20]]
+    more = f" and {len(info.unknown) - 20} more" if len(info.unknown) > 20 else ""
+    return (f"keeping {len(info.unknown)} entries zoo did not make: {', '.join(shown)}{more}",)
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    """One blob re-hashed against the sha256 and size the manifest promises."""
-
-    sha256: str  # expected: the manifest's, which is also the blob's name
-    model_ids: tuple[str, ...]
-    path: Path
-    expected_size: int | None  # None for an orphan blob: only its sha256 is known
-    got_sha256: str | None  # None when the blob could not be read
-    got_size: int | None
-    removed: tuple[Path, ...] = ()
-    problem: str | None = None  # why it could not be read, or not (fully) removed
-
-    @property
-    def ok(self) -> bool:
-        return self.got_sha256 == self.sha256 and self.expected_size in (None, self.got_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "ids": list(self.model_ids), "path": str(self.path), "ok": self.ok,
-                "expected": {"sha256": self.sha256, "bytes": self.expected_size},
-                "got": {"sha256": self.got_sha256, "bytes": self.got_size},
-                "removed": [str(p) for p in self.removed], "problem": self.problem}
+def require_zoo_cache(info: CacheInfo) -> None:
+    """Raise CacheError unless info.root is a zoo cache (or absent or empty: nothing to delete)."""
+    if info.zoo_cache or not info.root.is_dir() or not any(info.root.iterdir()):
+        return
+    raise not_a_cache(info.root, info.unknown)
 
 
-def verify(root: Path | None, entries: Iterable[CachedFile],
-           log: Callable[[str], None] | None = None) -> list[VerifyResult]:
-    """Re-hash each blob once; a bad blob is deleted with its views, so nothing bad stays cached."""
-    root = Path(os.path.realpath(root or cache.home()))
-    by_sha: dict[str, list[CachedFile]] = {}
-    for e in entries:
-        by_sha.setdefault(e.sha256, []).append(e)
-    results = []
-    for sha256, records in by_sha.items():
-        if log:
-            log(f"verifying {records[0].blob} ({records[0].size} bytes)")
-        result, before = _rehash(records)
-        if not result.ok and result.got_sha256 is not None:
-            result = _remove_bad(root, result, before)
-        results.append(result)
-    return results
-
-
-def _rehash(records: list[CachedFile]) -> tuple[VerifyResult, os.stat_result | None]:
-    first = records[0]
-    ids = tuple(e.model_id for e in records if e.model_id is not None)
-    base = VerifyResult(first.sha256, ids, first.blob, first.expected_size, None, None)
-    try:
-        before = os.stat(first.blob)
-        sha256, size = sha256_file(first.blob)
-    except OSError as exc:
-        return replace(base, problem=f"cannot read {first.blob}: {exc.strerror or exc}"), None
-    return replace(base, got_sha256=sha256, got_size=size), before
-
-
-def _remove_bad(root: Path, result: VerifyResult, before: os.stat_result | None) -> VerifyResult:
-    try:
-        now = os.stat(result.path)
-    except FileNotFoundError:
-        return replace(result, problem="already removed by another process")
-    if before is None or (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
-        return replace(result, problem="replaced by another process while being verified; not removed")
-    info = scan(root)  # fresh: views may have changed since the caller's scan
-    done = DeletePlan(root, tuple(_blob_items(info, result.sha256)), f"remove corrupt blob {result.sha256}").execute()
-    problem = "; ".join(f"{item.path} not removed: {why}" for item, why in done.skipped) or None
-    return replace(result, removed=tuple(item.path for item in done.deleted), problem=problem)
-
-
+def not_a_cache(root: Path, unknown: Sequence[Path]) -> CacheError:
+    names = ", ".join(p.name for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    holds = f"; it holds entries zoo does not make ({names})" if unknown else ""
+    return CacheError(f"refusing to delete anything in {root}: it is not a zoo cache (no CACHEDIR.TAG written "
+                      f"by zoo{holds})",
+                      hint="check ZOO_HOME (`zoo cache dir` prints it): point it at zoo's cache folder, or unset it")

@@ -24,7 +24,8 @@ from zoo.store import cache
 
 Kind = Literal["model", "test-data", "orphan"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_TOP = frozenset({"CACHEDIR.TAG", "blobs", "models", "partial", "locks", "optimized"})
+_TOP = cache.TOP_NAMES
+_FINGERPRINT = re.compile(r"[0-9a-f]{32}\.json")
 _JSON_NAMES = {"size": "bytes", "expected_size": "expected_bytes", "extracted_size": "extracted_bytes",
                "model_id": "id", "model_ids": "ids"}
 
@@ -59,6 +60,7 @@ class CachedFile:
     last_modified: float
     extracted: Path | None = None  # models/<id>/test_data, unpacked from this test-data archive
     extracted_size: int = 0
+    copies: tuple[Path, ...] = ()  # views that are separate files of the blob's size: trusted only once hashed
 
     @property
     def path(self) -> Path:
@@ -104,7 +106,8 @@ class LooseFile:
 
 @dataclass(frozen=True, slots=True)
 class OptimizedFile:
-    """An onnxruntime-optimised copy in optimized/, keyed by the model's sha256 (or a local-file key)."""
+    """An onnxruntime-optimised copy in optimized/ (or its .json record), keyed by the model's sha256
+    (or, from older zoo versions, a local-file key)."""
 
     path: Path
     size: int
@@ -138,6 +141,9 @@ class CacheInfo:
     locks: tuple[Path, ...] = ()
     model_dirs: tuple[str, ...] = ()  # folder names under models/
     warnings: tuple[str, ...] = ()
+    unknown: tuple[Path, ...] = ()  # entries zoo did not make: never deleted
+    fingerprints: tuple[LooseFile, ...] = ()  # remembered sha256 of local model files
+    zoo_cache: bool = True  # CACHEDIR.TAG names zoo, or the layout is a zoo cache's
 
     @property
     def orphans(self) -> tuple[CachedFile, ...]:
@@ -148,8 +154,8 @@ class CacheInfo:
         """Bytes on disk: each blob once, extracted test data, partials, stale, optimised and temp files."""
         blobs = {e.sha256: e.size for e in self.entries}
         extracted = sum(e.extracted_size for e in self.entries)
-        loose = sum(f.size for group in (self.partials, self.stale_views, self.optimized, self.temp_files)
-                    for f in group)
+        loose = sum(f.size for group in (self.partials, self.stale_views, self.optimized, self.temp_files,
+                                         self.fingerprints) for f in group)
         return sum(blobs.values()) + extracted + loose
 
     def for_model(self, model_id: str) -> tuple[CachedFile, ...]:
@@ -160,7 +166,8 @@ class CacheInfo:
                 "partials": [p.to_dict() for p in self.partials],
                 "stale_views": [s.to_dict() for s in self.stale_views],
                 "optimized": [o.to_dict() for o in self.optimized],
-                "temp_files": [t.to_dict() for t in self.temp_files], "warnings": list(self.warnings)}
+                "temp_files": [t.to_dict() for t in self.temp_files], "warnings": list(self.warnings),
+                "unknown": [str(p) for p in self.unknown], "zoo_cache": self.zoo_cache}
 
 
 def scan(root: Path | None = None, *, index_entries: Iterable[ModelEntry] | None = None) -> CacheInfo:
@@ -177,7 +184,8 @@ def scan(root: Path | None = None, *, index_entries: Iterable[ModelEntry] | None
 
         index_entries = load_index().entries
     found = _Scan(root, index_entries)
-    for walk in (found.blobs, found.models, found.partials, found.optimized, found.locks, found.top):
+    for walk in (found.top, found.blobs, found.models, found.partials, found.optimized, found.locks, found.trash,
+                 found.fingerprints):
         walk()
     return found.result()
 
@@ -206,13 +214,19 @@ class _Scan:
         self.stale: list[LooseFile] = []
         self.stale_links: dict[tuple[int, int], list[Path]] = {}
         self.temps: list[LooseFile] = []
+        self.copies: set[Path] = set()
         self.found_partials: list[PartialFile] = []
         self.found_optimized: list[OptimizedFile] = []
         self.found_locks: list[Path] = []
+        self.found_fingerprints: list[LooseFile] = []
         self.dirs: list[str] = []
         self.warnings: list[str] = []
+        self.unknown: list[Path] = []
+        self.linked: set[str] = set()  # top-level folders that are symlinks: never walked
 
     def _list(self, folder: Path) -> list[tuple[Path, os.stat_result]]:
+        if folder.relative_to(self.root).parts[:1] and folder.relative_to(self.root).parts[0] in self.linked:
+            return []
         try:
             with os.scandir(folder) as it:
                 names = sorted(d.name for d in it)
@@ -230,7 +244,14 @@ class _Scan:
         return out
 
     def _unexpected(self, path: Path) -> None:
-        self.warnings.append(f"unexpected entry {path}: not made by zoo; prune leaves it alone")
+        self.warnings.append(f"unexpected entry {path}: not made by zoo; prune and clear leave it alone")
+        self.unknown.append(path)
+
+    def _planted(self, path: Path, st: os.stat_result, model_id: str | None = None) -> None:
+        """A symlink where zoo only ever makes files: writing through it could land anywhere; prune unlinks it."""
+        self.warnings.append(f"{path} is a symlink zoo did not make; zoo refuses to write through it "
+                             "(`zoo cache prune` removes the link)")
+        self.temps.append(LooseFile(path, 0, model_id, "a planted symlink", st.st_mtime))
 
     def _temp(self, path: Path, st: os.stat_result, model_id: str | None, reason: str) -> None:
         size = self._tree_size(path) if stat.S_ISDIR(st.st_mode) else _own_size(st)
@@ -254,6 +275,9 @@ class _Scan:
 
     def models(self) -> None:
         for folder, st in self._list(self.root / "models"):
+            if stat.S_ISLNK(st.st_mode):
+                self._planted(folder, st, folder.name)
+                continue
             if not stat.S_ISDIR(st.st_mode):
                 self._unexpected(folder)
                 continue
@@ -274,6 +298,9 @@ class _Scan:
         sha256, reason = self._shows(model_dir, path, st)
         if sha256:
             self.views.setdefault(sha256, []).append((model_dir, path))
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and (model_dir, path.name) not in self.expected:
+            self._unexpected(path)  # no view name, no other link: a file someone put here, never deleted
             return
         size = _own_size(st)
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:  # hard links of a deleted blob: the last one frees it
@@ -304,7 +331,10 @@ class _Scan:
             return None, "its blob is not cached"
         if self.stats[expected].st_size != st.st_size:
             return None, "differs from its blob"
-        return expected, ""  # a copy: this filesystem allows no links
+        # A separate file of the right size: a copy (a filesystem without links), or one planted there.
+        # Only hashing tells them apart (`zoo cache verify` does); zoo runs the blob meanwhile.
+        self.copies.add(path)
+        return expected, ""
 
     def partials(self) -> None:
         for path, st in self._list(self.root / "partial"):
@@ -315,6 +345,8 @@ class _Scan:
                                                        tuple(u[0] for u in users), st.st_mtime))
             elif path.suffix == ".import":
                 self._temp(path, st, None, "unfinished import")
+            elif stat.S_ISLNK(st.st_mode):
+                self._planted(path, st)
             else:
                 self._unexpected(path)
 
@@ -323,7 +355,7 @@ class _Scan:
             key = path.name.split(".", 1)[0]
             if path.name.startswith("tmp-"):
                 self._temp(path, st, None, "unfinished optimised model")
-            elif ".cpu." in path.name and path.suffix == ".onnx" and stat.S_ISREG(st.st_mode):
+            elif ".cpu." in path.name and path.suffix in (".onnx", ".json") and stat.S_ISREG(st.st_mode):
                 orphan = bool(_HEX64.fullmatch(key)) and key not in self.stats
                 self.found_optimized.append(OptimizedFile(path, st.st_size, key, orphan, st.st_atime, st.st_mtime))
             else:
@@ -333,6 +365,21 @@ class _Scan:
         for path, st in self._list(self.root / "locks"):
             if path.suffix == ".lock" and stat.S_ISREG(st.st_mode):
                 self.found_locks.append(path)
+            elif stat.S_ISLNK(st.st_mode):
+                self._planted(path, st)
+            else:
+                self._unexpected(path)
+
+    def trash(self) -> None:
+        for path, st in self._list(self.root / "trash"):
+            self._temp(path, st, None, "left by an interrupted deletion")
+
+    def fingerprints(self) -> None:
+        for path, st in self._list(self.root / "fingerprints"):
+            if _FINGERPRINT.fullmatch(path.name) and stat.S_ISREG(st.st_mode):
+                self.found_fingerprints.append(LooseFile(path, st.st_size, None, "remembered sha256", st.st_mtime))
+            elif path.name.startswith(".") and path.name.endswith(".tmp") and stat.S_ISREG(st.st_mode):
+                self._temp(path, st, None, "unfinished fingerprint")
             else:
                 self._unexpected(path)
 
@@ -342,6 +389,13 @@ class _Scan:
                 self._temp(path, st, None, "unfinished CACHEDIR.TAG")
             elif path.name not in _TOP:
                 self._unexpected(path)
+            elif path.name != "CACHEDIR.TAG" and not stat.S_ISDIR(st.st_mode):
+                # A link (or file) where zoo keeps a folder: never walked, written or deleted through.
+                self.linked.add(path.name)
+                self.unknown.append(path)
+                what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
+                self.warnings.append(f"{path} is {what}: zoo refuses to write through it; remove it "
+                                     f"(`rm {path}`) and zoo makes a real folder")
 
     def result(self) -> CacheInfo:
         entries = [e for sha256, st in sorted(self.stats.items()) for e in self._entries(sha256, st)]
@@ -349,7 +403,8 @@ class _Scan:
         stale = self.stale + list(self.extracted.values())  # what _entries did not claim has no archive
         return CacheInfo(self.root, tuple(entries), tuple(self.found_partials), tuple(stale),
                          tuple(self.found_optimized), tuple(self.temps), tuple(self.found_locks), tuple(self.dirs),
-                         tuple(self.warnings))
+                         tuple(self.warnings), tuple(self.unknown), tuple(self.found_fingerprints),
+                         cache.is_zoo_cache(self.root))
 
     def _entries(self, sha256: str, st: os.stat_result) -> list[CachedFile]:
         blob, views = self.root / "blobs" / "sha256" / sha256, self.views.get(sha256, [])
@@ -368,5 +423,6 @@ class _Scan:
                                      "run `zoo cache verify`")
             out.append(CachedFile(model_id, kind, sha256, st.st_size, file.size, blob, own, st.st_atime,
                                   st.st_mtime, None if unpacked is None else unpacked.path,
-                                  0 if unpacked is None else unpacked.size))
+                                  0 if unpacked is None else unpacked.size,
+                                  tuple(v for v in own if v in self.copies)))
         return out

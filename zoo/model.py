@@ -25,7 +25,7 @@ from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.prediction import Failure, Prediction, Result
 from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
 from zoo.store import cache, index_cache
-from zoo.store.pull import pull_entry, test_data_dir
+from zoo.store.pull import ensure_test_data, pull_entry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,10 +273,7 @@ class Model:
         if self.entry is None or self.entry.test_data is None:
             raise ZooError(f"{self.name} has no test-data archive in the index",
                            hint="pass a folder with test_data_set_*/ (zoo check NAME --test-data DIR)")
-        folder = test_data_dir(self.entry)
-        if not folder.is_dir():
-            pull_entry(self.entry, with_test_data=True)
-        return folder
+        return ensure_test_data(self.entry)  # pulled, or restored when a crash left it half there
 
 
 def _take_group(pending: deque[tuple[str, Future[Any]]], limit: int, key_of: Callable[[Any], tuple[object, ...]],

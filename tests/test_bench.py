@@ -36,3 +36,42 @@ def test_bench_cli_json() -> None:
     assert set(data["ratio"]) == {"load_cold_ms", "load_warm_ms", "p50_ms", "p90_ms", "p99_ms", "throughput",
                                   "peak_rss_mb"}
     assert data["ratio"]["p50_ms"] == data["zoo"]["p50_ms"] / data["raw_onnxruntime"]["p50_ms"]
+
+
+def seed(model_id: str) -> None:
+    entry = load_index().resolve(model_id).entry
+    download.import_file(entry, entry.file, need(DATA / "models" / entry.file.name))
+
+
+def test_runnable_batch_follows_the_graph() -> None:
+    dynamic = ort.InferenceSession(str(need(DATA / "models" / "mobilenetv2-12-int8.onnx")))
+    assert bench.runnable_batch(dynamic, 4) == (4, None)
+    fixed = ort.InferenceSession(str(need(DATA / "models" / "mnist-8.onnx")))  # Input3: [1, 1, 28, 28]
+    batch, why = bench.runnable_batch(fixed, 4)
+    assert batch == 1 and "'Input3'" in why and "[1, 1, 28, 28]" in why and "not 4" in why
+    assert bench.runnable_batch(fixed, 1) == (1, None)
+
+
+def test_a_fixed_batch_axis_runs_batch_1_and_says_so() -> None:
+    """`zoo bench mnist-8 --batch 4` used to run batch 1 and report 4x the throughput."""
+    seed("mnist-8")
+    args = ["bench", "mnist-8", "--batch", "4", "--runs", "6", "--warmup", "1"]
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False).stdout)
+    assert (data["batch"], data["batch_requested"]) == (1, 4) and "fixed first axis" in data["batch_note"]
+    for side in ("zoo", "raw_onnxruntime"):
+        figures = data[side]
+        assert figures["batch"] == 1
+        # At least half the runs take >= p50, so items/s <= 2 * batch / p50; 4 items claimed per run breaks it.
+        assert figures["throughput"] <= 2000 * figures["batch"] / figures["p50_ms"]
+    text = CliRunner().invoke(cli, args, catch_exceptions=False).stdout
+    assert text.splitlines()[0].startswith("mnist-8: batch 1 (asked for 4: input 'Input3' has a fixed first axis")
+
+
+def test_a_symbolic_batch_axis_runs_the_batch_asked() -> None:
+    seed("mobilenetv2-12-int8")
+    result = CliRunner().invoke(cli, ["bench", "mobilenetv2-12-int8", "--batch", "2", "--runs", "3", "--warmup", "0",
+                                      "--json"], catch_exceptions=False)
+    data = json.loads(result.stdout)
+    assert (data["batch"], data["batch_requested"], data["batch_note"]) == (2, 2, None)
+    assert data["zoo"]["batch"] == data["raw_onnxruntime"]["batch"] == 2
+    assert data["zoo"]["throughput"] <= 2000 * 2 / data["zoo"]["p50_ms"]

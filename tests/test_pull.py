@@ -1,4 +1,4 @@
-"""`zoo pull` and `zoo.hub` end to end: real zoo files served by a loopback mirror and fake hub."""
+"""`zoo pull` end to end (zoo.hub: test_hub.py): real zoo files served by a loopback mirror and fake hub."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from conftest import DATA, need
 from servers import FakeHubServer, Fault, MirrorServer
 
-from zoo import hub
 from zoo.cli import cli
 from zoo.index.catalog import load_index
 
@@ -136,21 +135,6 @@ def test_eight_concurrent_zoo_pulls_download_once(isolated_env: Path) -> None:
     assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
     assert len({o.strip() for o, _ in outs}) == 1
     assert len(body_gets) == 1
-
-
-def test_hub_drop_in(mirror: MirrorServer, tmp_path: Path) -> None:
-    hub.set_dir(tmp_path / "hub-cache")
-    assert hub.get_dir() == str((tmp_path / "hub-cache").resolve())
-    proto = hub.load("MNIST", silent=True)  # onnx.hub's name: highest opset wins
-    assert proto.graph.input[0].name == "Input3" and proto.opset_import[0].version == 8
-    info = hub.get_model_info("mnist", opset=12)
-    assert info.model == "MNIST-12" and info.metadata["model_sha"] == load_index().resolve("mnist-12").entry.sha256
-    names = {m.model for m in hub.list_models(tags=["vision"])}
-    assert {"MNIST", "VGG 19", "ResNet50"} <= names
-    assert [m.opset for m in hub.list_models(model="mnist")] == [1, 7, 8]
-    with pytest.raises(Exception, match="not served by zoo"):
-        hub.list_models(repo="someone/else:main")
-    assert (tmp_path / "hub-cache" / "models" / "mnist-8" / "mnist-8.onnx").is_file()
 
 
 def test_pull_via_fake_hub_only(monkeypatch: pytest.MonkeyPatch) -> None:

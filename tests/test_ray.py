@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,7 +117,7 @@ def test_ray_rows_match_the_local_run_in_input_order(ray_local: Any, seeded: Non
     remote = zoo.ray.predict_paths(model_id, images, batch_size=7, concurrency=2, topk=3)
     assert [r["input"] for r in remote] == images
     assert_same_rows(remote, local)
-    assert remote[CORRUPT] == {"input": images[CORRUPT], "model": model_id, "error": local[CORRUPT]["error"]}
+    assert remote[CORRUPT] == local[CORRUPT]  # the same error row, hint included
     assert "not an image" in remote[CORRUPT]["error"]
     assert sum("error" in r for r in remote) == 1
 
@@ -244,3 +245,75 @@ def test_without_ray_the_error_says_how_to_install_it() -> None:
             "except ZooError as exc:\n    print(exc.hint)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'zoo-client[ray]'" in out.stdout
+
+
+def _ray_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", **extra)
+    return env
+
+
+CONNECT = """\
+import json, sys, time
+import zoo.ray
+from zoo.errors import ZooError
+start = time.monotonic()
+try:
+    zoo.ray.connect(sys.argv[1])
+except ZooError as exc:
+    print(json.dumps({"what": exc.what, "hint": exc.hint, "code": exc.exit_code, "secs": time.monotonic() - start}))
+"""
+
+
+def _connect_in_a_subprocess(address: str) -> dict[str, Any]:
+    """connect() in a fresh process (Ray reads its settings at import; this one must not import it first)."""
+    pytest.importorskip("ray", reason="ray is not installed here (pip install 'zoo-client[ray]')")
+    out = subprocess.run([sys.executable, "-c", CONNECT, address], capture_output=True, text=True, timeout=120,
+                         env=_ray_env())
+    assert out.stdout.strip(), out.stderr
+    return json.loads(out.stdout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ray_client_with_nothing_listening_fails_fast_with_the_reason() -> None:
+    """It took Ray Client 31 s to say "connection timeout"."""
+    port = _free_port()
+    failed = _connect_in_a_subprocess(f"ray://127.0.0.1:{port}")
+    assert failed["secs"] < 5, failed
+    assert failed["what"] == f"cannot reach a Ray Client server at 127.0.0.1:{port}: nothing listens there " \
+                             "(connection refused)"
+    assert "ray start --head" in failed["hint"] and failed["code"] == 2
+
+
+def test_a_listener_that_is_not_ray_client_fails_fast_and_is_not_told_to_start_one() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # accepts (the kernel's backlog) and never answers: as a wrong port would
+        port = server.getsockname()[1]
+        failed = _connect_in_a_subprocess(f"ray://127.0.0.1:{port}")
+    assert failed["secs"] < 8, failed
+    assert "accepts connections but does not answer as a Ray Client (gRPC) server" in failed["what"]
+    assert "start one" not in failed["hint"] and "10001" in failed["hint"]
+
+
+def test_bad_ray_addresses_are_usage_errors() -> None:
+    failed = _connect_in_a_subprocess("ray://127.0.0.1:port")
+    assert failed["what"].startswith("bad Ray address 'ray://127.0.0.1:port'") and failed["code"] == 2
+
+
+def test_a_successful_cli_run_prints_no_ray_noise(seeded: None, images: list[str], tmp_path: Path,
+                                                  isolated_env: Path) -> None:
+    """No ERROR (actor constructor arguments), no INFO lines, no Ray Data progress: only zoo's summary."""
+    pytest.importorskip("ray", reason="ray is not installed here (pip install 'zoo-client[ray]')")
+    out = tmp_path / "rows.jsonl"
+    run = subprocess.run([sys.executable, "-m", "zoo", "predict", MODELS[0], *images[:6], "--ray", "local",
+                          "-o", str(out)], capture_output=True, text=True, timeout=300,
+                         env=_ray_env(ZOO_HOME=str(isolated_env)))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == ["6 predicted, 0 error rows"], run.stderr
+    assert [json.loads(line)["input"] for line in out.read_text().splitlines()] == images[:6]

@@ -2,11 +2,15 @@
 
 Each side runs in its own fresh process (so cold loads are cold and peak RSS is
 its own), on identical random inputs generated from the graph's declared inputs.
+A requested batch runs only where every input's first axis is symbolic; a model
+with a fixed batch axis (mnist-8: [1, 1, 28, 28]) runs batch 1, and the result
+says so, so throughput always counts the items really run.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +42,27 @@ class Side:
     p99_ms: float
     throughput: float  # items per second (batch * runs / total time)
     peak_rss_mb: float
+    batch: int  # items per run, as really run
+    batch_note: str | None = None  # why `batch` is not the requested one
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def runnable_batch(session: Any, requested: int) -> tuple[int, str | None]:
+    """The batch the graph allows for `requested`, and why it is not `requested` (None when it is).
+
+    A batch runs only when every input's first axis is symbolic: a fixed first axis
+    would make random_feeds keep its size, and the run would be batch 1 reported as N.
+    """
+    if requested == 1:
+        return 1, None
+    for meta in session.get_inputs():
+        first = meta.shape[0] if meta.shape else None
+        if not meta.shape or (isinstance(first, int) and first > 0):
+            return 1, (f"input {meta.name!r} has a fixed first axis (shape {list(meta.shape)}): "
+                       f"ran batch 1, not {requested}")
+    return requested, None
 
 
 def random_feeds(session: Any, batch: int, seed: int) -> dict[str, Any]:
@@ -79,6 +101,29 @@ def _timed_runs(run: Any, feeds: dict[str, Any], spec: BenchSpec) -> tuple[list[
     return times, time.perf_counter() - start
 
 
+Runner = Callable[[dict[str, Any]], Any]
+
+
+def _open_zoo(spec: BenchSpec) -> tuple[Any, Runner]:
+    from zoo import api
+
+    model = api.load(spec.model, providers=spec.providers, threads=spec.threads)
+    return model.session, model.run
+
+
+def _open_raw(spec: BenchSpec) -> tuple[Any, Runner]:
+    import onnxruntime as ort
+
+    from zoo.runtime import select_providers
+
+    so = ort.SessionOptions()
+    if spec.threads:
+        so.intra_op_num_threads = spec.threads
+    providers = list(select_providers(spec.providers, ort.get_available_providers()).chosen)
+    session = ort.InferenceSession(spec.path, so, providers=providers)
+    return session, lambda feeds: session.run(None, feeds)
+
+
 def measure(side: str, spec: BenchSpec) -> Side:
     """Run one side in this process (called in a fresh child process).
 
@@ -90,40 +135,19 @@ def measure(side: str, spec: BenchSpec) -> Side:
     import numpy  # noqa: F401
     import onnxruntime  # noqa: F401
 
-    if side == "zoo":
-        from zoo import api
-
-        def open_model() -> Any:
-            return api.load(spec.model, providers=spec.providers, threads=spec.threads)
-
-        def runner(m: Any) -> Any:
-            return m.run
-    else:
-        import onnxruntime as ort
-
-        def open_model() -> Any:
-            so = ort.SessionOptions()
-            if spec.threads:
-                so.intra_op_num_threads = spec.threads
-            from zoo.runtime import select_providers
-
-            providers = list(select_providers(spec.providers, ort.get_available_providers()).chosen)
-            return ort.InferenceSession(spec.path, so, providers=providers)
-
-        def runner(s: Any) -> Any:
-            return lambda feeds: s.run(None, feeds)
+    open_side = _open_zoo if side == "zoo" else _open_raw
     t = time.perf_counter()
-    opened = open_model()
+    open_side(spec)
     cold = time.perf_counter() - t
     t = time.perf_counter()
-    opened = open_model()
+    session, runner = open_side(spec)
     warm = time.perf_counter() - t
-    session = opened.session if side == "zoo" else opened
-    feeds = random_feeds(session, spec.batch, spec.seed)
-    times, total = _timed_runs(runner(opened), feeds, spec)
+    batch, why = runnable_batch(session, spec.batch)
+    feeds = random_feeds(session, batch, spec.seed)
+    times, total = _timed_runs(runner, feeds, spec)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return Side(side, session.get_providers()[0], cold * 1000, warm * 1000, _percentile(times, 50),
-                _percentile(times, 90), _percentile(times, 99), spec.batch * spec.runs / total, rss_kb / 1024)
+                _percentile(times, 90), _percentile(times, 99), batch * spec.runs / total, rss_kb / 1024, batch, why)
 
 
 def run(spec: BenchSpec) -> dict[str, Any]:
@@ -138,5 +162,8 @@ def run(spec: BenchSpec) -> dict[str, Any]:
     zoo_side, raw = sides["zoo"], sides["raw"]
     ratios = {k: (getattr(zoo_side, k) / getattr(raw, k) if getattr(raw, k) else None)
               for k in ("load_cold_ms", "load_warm_ms", "p50_ms", "p90_ms", "p99_ms", "throughput", "peak_rss_mb")}
-    return {"model": spec.model, "batch": spec.batch, "runs": spec.runs, "warmup": spec.warmup,
+    # "batch" is what ran (both sides run the same graph, so the same batch); "batch_requested" what was asked.
+    return {"model": spec.model, "batch": zoo_side.batch, "batch_requested": spec.batch,
+            "batch_note": zoo_side.batch_note,
+            "runs": spec.runs, "warmup": spec.warmup,
             "threads": spec.threads, "zoo": zoo_side.to_dict(), "raw_onnxruntime": raw.to_dict(), "ratio": ratios}

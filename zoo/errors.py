@@ -2,6 +2,12 @@
 
 Each error keeps its facts as attributes and builds its message from them in
 three parts: what happened, which object, and what to do next.
+
+UnknownModelError, OpsetError and HashMismatchError are also AssertionErrors:
+the removed onnx.hub raised AssertionError for exactly these three cases, and
+zoo.hub is its drop-in, so `except AssertionError` clauses in old code keep
+catching them. The CLI's one handler matches ZooError first, so this changes
+nothing there.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ class ManifestError(ZooError, ValueError):
         )
 
 
-class UnknownModelError(ZooError, LookupError):
+class UnknownModelError(ZooError, LookupError, AssertionError):
     """No model matches a name; carries up to five suggestions."""
 
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
@@ -58,7 +64,7 @@ class UnknownModelError(ZooError, LookupError):
         super().__init__(f"unknown model {name!r}", hint=hint)
 
 
-class OpsetError(ZooError, LookupError):
+class OpsetError(ZooError, LookupError, AssertionError):
     """A model exists but not at the requested opset."""
 
     def __init__(self, name: str, opset: int, available: Sequence[tuple[str, int]]) -> None:
@@ -79,7 +85,7 @@ class DownloadError(ZooError):
     exit_code = EXIT_DOWNLOAD
 
 
-class HashMismatchError(DownloadError):
+class HashMismatchError(DownloadError, AssertionError):
     """Downloaded bytes are not the bytes the manifest promises."""
 
     def __init__(
@@ -92,6 +98,7 @@ class HashMismatchError(DownloadError):
         expected_size: int,
         got_size: int,
         kept: str = "nothing: the bad bytes were deleted",
+        hint: str = "try another source with --mirror URL, or report the source as corrupt",
     ) -> None:
         self.model_id = model_id
         self.url = url
@@ -104,7 +111,7 @@ class HashMismatchError(DownloadError):
             f"integrity check failed for {model_id} from {url}: "
             f"expected sha256 {expected_sha256} ({expected_size} bytes), "
             f"got sha256 {got_sha256} ({got_size} bytes); kept {kept}",
-            hint="try another source with --mirror URL, or report the source as corrupt",
+            hint=hint,
         )
 
 

@@ -12,14 +12,19 @@ must never pay for it, nor fail where the extra is not installed.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
+import logging
 import os
+import socket
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from zoo.errors import ZooError
 
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'zoo-client[ray]'"
 # Result columns: Prediction.to_dict() / Failure.to_dict() flattened, predictions as a JSON string,
 # because Arrow blocks need one type per column and predictions differ by task.
-COLUMNS = ("input", "model", "provider", "task", "predictions", "error")
+COLUMNS = ("input", "model", "provider", "task", "predictions", "error", "hint")
 ERROR_MARK = "zoo-error-facts: "  # see _RemoteError
 _REMOTE = "in a Ray actor: "
 INDEX = "index"  # carried through untouched when the input has it; predict_paths orders by it
@@ -59,11 +64,25 @@ def predict_dataset(model_name: str, dataset: ray.data.Dataset, *, column: str =
     constructor = {"model_name": model_name, "column": column, "batch_size": batch_size, "workers": threads,
                    "topk": topk, "score_threshold": score_threshold, "load_kwargs": load_kwargs}
     env = forwarded_env() if env is None else dict(env)
-    return dataset.map_batches(
-        _Predictor, fn_constructor_kwargs=constructor, batch_size=batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus_per_actor,
-        runtime_env={"env_vars": env} if env else None,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Ray >= 2.60 deprecates max_restarts= here
+        return dataset.map_batches(
+            _Predictor, fn_constructor_kwargs=constructor, batch_size=batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus_per_actor,
+            runtime_env={"env_vars": env} if env else None, **_no_restarts(dataset.map_batches),
+        )
+
+
+def _no_restarts(map_batches: Any) -> dict[str, int]:
+    """max_restarts=0 where map_batches still takes Ray remote args (removed in Ray 2.64).
+
+    Ray Data keeps an actor's constructor in the object store, and Ray logs an ERROR for
+    every such actor that may restart (its arguments could be gone by then). Without
+    restarts a dead actor fails the run instead; rows are written as they arrive, so
+    `--resume` picks up where it stopped.
+    """
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(map_batches).parameters.values())
+    return {"max_restarts": 0} if takes_any else {}
 
 
 def predict_paths(model_name: str, paths: Iterable[str | Path], *, address: str | None = None,
@@ -81,12 +100,13 @@ def iter_paths(model_name: str, paths: Iterable[str | Path], *, address: str | N
     """predict_paths as a stream: each row as soon as every row before it has arrived."""
     _check_name(model_name, kwargs.get("opset"))  # before Ray spends seconds starting
     ray = connect(address)
-    items = [{"path": str(p), INDEX: i} for i, p in enumerate(paths)]
+    items: list[dict[str, Any]] = [{"path": str(p), INDEX: i} for i, p in enumerate(paths)]
     if not items:
         return
     if ray.util.client.ray.is_connected():
         yield from _iter_through_client(ray, model_name, [item["path"] for item in items], kwargs)
         return
+    quiet_ray_data(ray)
     dataset = predict_dataset(model_name, ray.data.from_items(items), **kwargs)
     # Actors finish batches out of order; hold early rows until the gap before them closes.
     waiting: dict[int, dict[str, Any]] = {}
@@ -102,7 +122,8 @@ def iter_paths(model_name: str, paths: Iterable[str | Path], *, address: str | N
                        hint="rerun; if it persists, rerun with ZOO_DEBUG=1 and report it")
 
 
-def _iter_through_client(ray: Any, model_name: str, paths: list[str], kwargs: dict[str, Any]) -> Iterator[dict]:
+def _iter_through_client(ray: Any, model_name: str, paths: list[str],
+                         kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Rows from a cluster reached over Ray Client (ray://), where Ray Data cannot drive a pipeline.
 
     Ray Data needs a driver with a core worker, which a Ray Client session lacks
@@ -147,14 +168,91 @@ def connect(address: str | None) -> Any:
     if address == "local" and "ray" not in sys.modules:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _import_ray()
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address)
-        except ConnectionError as exc:
-            raise ZooError(f"cannot reach a Ray cluster at {address!r}: {exc}",
-                           hint="start one with `ray start --head`, pass its address (ray://HEAD:10001), "
-                                "or use --ray alone for a local instance") from None
+    if ray.is_initialized():
+        return ray
+    if address is not None and address.startswith("ray://"):
+        check_client_server(address)
+    # ray.init warns that it set no SIGTERM handler when called off the main thread, as the CLI's
+    # row writer calls it; the process still ends on SIGTERM, so the warning is only noise.
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(_drop_sigterm_note)
+    try:
+        # WARNING: no "Started a local Ray instance." nor "Passing the following kwargs ..." lines.
+        # log_to_driver=False: no worker or GCS log lines on this terminal (such as the GCS's ERROR
+        # when a local instance shuts down under load); an actor's failure still arrives as an
+        # exception with its text (_unwrapped_errors), and the logs stay in the session's logs folder.
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        if address is not None and address.startswith("ray://"):
+            raise ZooError(f"a Ray Client server answers at {address}, but connecting failed: {exc}",
+                           hint=f"the head must run Ray {ray.__version__} on Python {_python()}, as here; its "
+                                "log is ray_client_server*.log under /tmp/ray/session_latest/logs") from None
+        raise ZooError(f"cannot reach a Ray cluster at {address!r}: {exc}",
+                       hint="start one with `ray start --head`, pass its address (ray://HEAD:10001), "
+                            "or use --ray alone for a local instance") from None
+    finally:
+        worker_log.removeFilter(_drop_sigterm_note)
     return ray
+
+
+def _drop_sigterm_note(record: logging.LogRecord) -> bool:
+    return "SIGTERM handler is not set" not in record.getMessage()
+
+
+CLIENT_PORT = 10001  # Ray Client's default port (`ray start --head --ray-client-server-port`)
+HANDSHAKE_TIMEOUT = 3.0  # seconds for a reachable server to answer as gRPC; Ray's own retries take 30 s
+
+
+def check_client_server(address: str) -> None:
+    """Fail within seconds, naming the reason, unless a gRPC server answers at ray://HOST[:PORT].
+
+    Ray Client retries for about 30 s (5 + 10 + 15) before saying only "connection
+    timeout", whether nothing listens or something that is not Ray Client does.
+    """
+    parts = urlsplit(address)
+    try:
+        host, port = parts.hostname, parts.port or CLIENT_PORT
+    except ValueError as exc:  # a port that is not a number
+        raise ZooError(f"bad Ray address {address!r}: {exc}", hint="use ray://HOST:10001") from None
+    if not host:
+        raise ZooError(f"bad Ray address {address!r}: no host", hint="use ray://HOST:10001")
+    try:
+        socket.create_connection((host, port), timeout=HANDSHAKE_TIMEOUT).close()
+    except OSError as exc:
+        reason = "nothing listens there (connection refused)" if isinstance(exc, ConnectionRefusedError) else exc
+        raise ZooError(f"cannot reach a Ray Client server at {host}:{port}: {reason}",
+                       hint=f"on the head, `ray start --head` serves Ray Client on port {CLIENT_PORT}; check the "
+                            "address and that the port is open to this machine, or use --ray local") from None
+    import grpc  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=HANDSHAKE_TIMEOUT)
+    except grpc.FutureTimeoutError:
+        raise ZooError(f"{host}:{port} accepts connections but does not answer as a Ray Client (gRPC) server "
+                       f"within {HANDSHAKE_TIMEOUT:.0f} s",
+                       hint=f"is it the head's Ray Client port ({CLIENT_PORT} unless --ray-client-server-port "
+                            "said otherwise), and not the GCS port (6379) or the dashboard?") from None
+    finally:
+        channel.close()
+
+
+def quiet_ray_data(ray: Any) -> None:
+    """Turn off Ray Data's progress bars and INFO lines in this process; zoo counts the rows itself.
+
+    Over ray:// they ran in the driving actor, were forwarded to the terminal, and counted
+    blocks of the actor's own pipeline, not the inputs the user gave.
+    """
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ... and its WARNING that the bars are off, which is what was asked for.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def _python() -> str:
+    return ".".join(map(str, sys.version_info[:2]))
 
 
 def forwarded_env() -> dict[str, str]:
@@ -167,13 +265,14 @@ def flatten(result: Any) -> dict[str, Any]:
     d = result.to_dict()
     preds = json.dumps(d["predictions"], ensure_ascii=False) if "predictions" in d else None
     return {"input": d["input"], "model": d["model"], "provider": d.get("provider"), "task": d.get("task"),
-            "predictions": preds, "error": d.get("error")}
+            "predictions": preds, "error": d.get("error"), "hint": d.get("hint")}
 
 
 def unflatten(row: Mapping[str, Any]) -> dict[str, Any]:
     """The to_dict() form of a flat row (JSON floats round-trip exactly)."""
     if row["error"] is not None:
-        return {"input": row["input"], "model": row["model"], "error": row["error"]}
+        failed = {"input": row["input"], "model": row["model"], "error": row["error"]}
+        return failed | ({"hint": row["hint"]} if row.get("hint") else {})
     return {"input": row["input"], "model": row["model"], "provider": row["provider"], "task": row["task"],
             "predictions": json.loads(row["predictions"])}
 
@@ -198,8 +297,8 @@ class _Predictor:
     def __call__(self, batch: pyarrow.Table) -> pyarrow.Table:
         import pyarrow as pa
 
-        if self.load_error is not None:
-            raise self.load_error
+        if self.load_error is not None or self.model is None:
+            raise self.load_error or ZooError("the model was not loaded in this actor")
         paths = batch.column(self.column).to_pylist()
         with _portable_errors():
             rows = [flatten(r) for r in self.model.predict_iter(paths, batch_size=self.batch_size,
@@ -222,8 +321,7 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     import click
 
     from zoo import batch
-    from zoo.api import Prediction
-    from zoo.pipeline import render
+    from zoo.prediction import Failure, Prediction
 
     if resume and output is None:
         raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
@@ -233,26 +331,40 @@ def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path 
     todo = [p for p in paths if p not in done]
     writer = batch.ResultWriter(output, append=resume) if output is not None else None
     ok = failures = 0
+    bar = _progress_bar(len(todo), shown=writer is not None)
     try:
         for row in iter_paths(model, todo, address=address, batch_size=batch_size, topk=topk,
                               score_threshold=score_threshold, **load_kwargs):
-            result = batch.Failure(**row) if "error" in row else Prediction(**row)
+            result: Failure | Prediction = (Failure(str(row["input"]), str(row["model"]), str(row["error"]),
+                                                    row.get("hint")) if "error" in row else Prediction.from_dict(row))
             failures += "error" in row
             ok += "error" not in row
+            bar.update(1)
             if writer is not None:
                 writer.write(result)
             elif as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
-            elif "error" in row:
-                click.echo(f"{row['input']}  error: {row['error']}")
             else:
-                click.echo(render.text(result))
+                click.echo(str(result))
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
     skipped = f", {len(paths) - len(todo)} already in {output}" if done else ""
     click.echo(f"{ok} predicted, {failures} error rows{skipped}", err=True)
     return ok, failures
+
+
+def _progress_bar(total: int, *, shown: bool) -> Any:
+    """Rows received out of the inputs asked for, on stderr when it is a terminal and rows go to a file.
+
+    Counted here, as rows arrive in order, so the total is right over ray:// too; rows printed
+    on stdout are their own progress.
+    """
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", file=sys.stderr, leave=False,
+                disable=not (shown and sys.stderr.isatty()))
 
 
 def _import_ray() -> Any:

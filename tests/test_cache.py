@@ -490,12 +490,3 @@ def test_cache_cli_imports_light_in_either_order(first: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_scan_is_reachable_from_zoo_cache() -> None:
-    from zoo.store import cache as layout
-    from zoo.store.cache import CacheInfo
-
-    assert layout.scan is scan and CacheInfo is type(scan())
-    with pytest.raises(AttributeError):
-        layout.no_such_name  # noqa: B018

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA, need
+from conftest import DATA, need, zoo_cli
 
 import zoo
 import zoo.ray  # light: ray itself is imported only when a function needs it
@@ -154,22 +154,22 @@ def test_an_unknown_model_fails_on_the_driver(ray_local: Any) -> None:
         zoo.ray.predict_paths("resnet5O", ["a.jpg"])
 
 
-def test_run_cli_writes_rows_and_resumes(ray_local: Any, seeded: None, images: list[str], tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_on_ray_writes_rows_and_resumes_through_the_one_row_loop(ray_local: Any, seeded: None, images: list[str],
+                                                                     tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    assert zoo.ray.run_cli(MODELS[0], images[:20], None, out, False, 8, 2) == (19, 1)
+    first = zoo_cli("predict", MODELS[0], *images[:20], "-o", str(out), "--top-k", "2", "--batch-size", "8", "--ray",
+                    code=2)  # one image is broken: an error row, and exit 2
     written = [json.loads(line) for line in out.read_text().splitlines()]
     local = [r.to_dict() for r in zoo.load(MODELS[0]).predict_iter(images[:20], topk=2)]
     assert_same_rows(written, local)
-    assert "19 predicted, 1 error rows" in capsys.readouterr().err
+    assert "19 predicted, 1 error rows" in first.stderr
 
-    assert zoo.ray.run_cli(MODELS[0], images, None, out, False, 8, 2, resume=True) == (10, 0)
+    resumed = zoo_cli("predict", MODELS[0], *images, "-o", str(out), "--top-k", "2", "--resume", "--ray")
     assert [json.loads(line)["input"] for line in out.read_text().splitlines()] == images
-    assert "10 predicted, 0 error rows, 20 already in" in capsys.readouterr().err
+    assert "10 predicted, 0 error rows, 20 already in" in resumed.stderr
 
-    zoo.ray.run_cli(MODELS[0], images[:4], "local", None, True, 8, 1)
-    lines = capsys.readouterr().out.splitlines()
-    assert [json.loads(line)["input"] for line in lines] == images[:4]  # stdout holds the rows and nothing else
+    rows = zoo_cli("predict", MODELS[0], *images[:4], "--json", "--top-k", "1", "--ray", "local")
+    assert [json.loads(line)["input"] for line in rows.stdout.splitlines()] == images[:4]  # stdout: rows only
 
 
 def _descendants(root: int) -> set[int]:

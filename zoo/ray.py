@@ -310,63 +310,6 @@ class _Predictor:
         return pa.table(table)
 
 
-def run_cli(model: str, paths: Sequence[str], address: str | None, output: Path | None, as_json: bool,
-            batch_size: int, topk: int | None, *, resume: bool = False, score_threshold: float | None = None,
-            **load_kwargs: Any) -> tuple[int, int]:
-    """`zoo predict --ray`: rows to --output (or stdout) as _predict_stream writes them; (ok, error rows).
-
-    `model` is the name as typed (each actor resolves and loads it; the driver only checks the
-    name) or a local .onnx file, which every node must have at the same absolute path.
-    """
-    import click
-
-    from zoo import batch
-    from zoo.prediction import Failure, Prediction
-
-    if resume and output is None:
-        raise click.UsageError("--resume needs --output FILE (the rows already written there are skipped)")
-    if _is_local_file(model):
-        model = str(Path(model).expanduser().resolve())
-    done = batch.done_inputs(output) if resume and output is not None else set()
-    todo = [p for p in paths if p not in done]
-    writer = batch.ResultWriter(output, append=resume) if output is not None else None
-    ok = failures = 0
-    bar = _progress_bar(len(todo), shown=writer is not None)
-    try:
-        for row in iter_paths(model, todo, address=address, batch_size=batch_size, topk=topk,
-                              score_threshold=score_threshold, **load_kwargs):
-            result: Failure | Prediction = (Failure(str(row["input"]), str(row["model"]), str(row["error"]),
-                                                    row.get("hint")) if "error" in row else Prediction.from_dict(row))
-            failures += "error" in row
-            ok += "error" not in row
-            bar.update(1)
-            if writer is not None:
-                writer.write(result)
-            elif as_json:
-                click.echo(json.dumps(row, ensure_ascii=False))
-            else:
-                click.echo(str(result))
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-    skipped = f", {len(paths) - len(todo)} already in {output}" if done else ""
-    click.echo(f"{ok} predicted, {failures} error rows{skipped}", err=True)
-    return ok, failures
-
-
-def _progress_bar(total: int, *, shown: bool) -> Any:
-    """Rows received out of the inputs asked for, on stderr when it is a terminal and rows go to a file.
-
-    Counted here, as rows arrive in order, so the total is right over ray:// too; rows printed
-    on stdout are their own progress.
-    """
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="image", file=sys.stderr, leave=False,
-                disable=not (shown and sys.stderr.isatty()))
-
-
 def _import_ray() -> Any:
     try:
         import ray

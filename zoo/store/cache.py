@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from zoo.errors import CacheError, ZooError
 from zoo.index.manifest import FileEntry, ModelEntry
@@ -325,15 +324,3 @@ def disk_errors(root: Path) -> Iterator[None]:
             hint="free some space or fix permissions, or set ZOO_HOME to a writable directory",
         ) from exc
 
-
-_SCAN_NAMES = frozenset({"scan", "CacheInfo", "CachedFile", "PartialFile", "LooseFile", "OptimizedFile", "Kind"})
-
-
-def __getattr__(name: str) -> Any:
-    # scan() and its records live in zoo.store.cache_scan (which imports this module), to keep both modules small;
-    # cache.scan(...) and `from zoo.store.cache import CacheInfo` still work, loaded on first use.
-    if name in _SCAN_NAMES:
-        from zoo.store import cache_scan
-
-        return getattr(cache_scan, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,14 +26,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zoo.index.manifest import FileEntry, ModelEntry
 from zoo.store import cache, sources
+from zoo.store.fetched import FetchResult
 from zoo.store.hashing import copy_hashing, sha256_file
-
-if TYPE_CHECKING:
-    from zoo.store.download import FetchResult
 
 Log = Callable[[str], None]
 
@@ -141,7 +138,6 @@ def adopt(entry: ModelEntry, file: FileEntry, root: Path | None = None, *, log: 
     found = candidates(entry, file)
     if not found:
         return None
-    from zoo.store.download import FetchResult  # not at the top: download.fetch may import this module
 
     root = root or cache.home()
     log = log or _log_to_stderr

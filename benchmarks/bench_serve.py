@@ -1,0 +1,285 @@
+"""zoo serve: requests/s and p50/p99 at concurrency 1, 8, 32, against the in-process ceiling and a plain server.
+
+Every system answers the same question: the OIP binary infer of one preprocessed image
+(zoo's own preprocessing of 14 photos, round robin), top output returned.
+
+- zoo: `zoo serve MODEL --threads T` (dynamic batching on batchable models), over HTTP.
+- ceiling: raw onnxruntime in this process on the same tensors and T intra-op threads,
+  no HTTP: the better of C threads each running single images and one thread running
+  batches of C (for a batchable model) — what the hardware gives with no server at all.
+- plain: a minimal hand-written Starlette + uvicorn + onnxruntime server doing the same
+  work without batching (one session.run per request, in Starlette's thread pool).
+
+Clients are C threads with one keep-alive http.client connection each, sending the same
+bytes to both servers; they share the machine's cores with the server, as a sidecar would.
+`python -m benchmarks.bench_serve [--smoke] [--markdown]` runs it alone; `run(cfg)` gives the suite's rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    IMAGES,
+    INFO,
+    MODELS,
+    REPO,
+    Config,
+    Row,
+    compare,
+    need,
+    ratio_at_least,
+    scratch,
+    seeded_home,
+)
+
+BATCHED, FIXED = "mobilenetv2-12-int8", "shufflenet-v2-12-int8"
+LEVELS = (1, 8, 32)
+THREADS = 2
+
+
+def tensors(model_id: str) -> list[Any]:
+    """zoo's preprocessing of every photo in ../shared (the same tensors for every system)."""
+    import zoo
+
+    model = zoo.load(model_id, threads=THREADS)
+    photos = sorted(p for p in need(IMAGES).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    return [model.preprocess(str(p))["input"] for p in photos]
+
+
+def body_of(tensor: Any) -> tuple[bytes, dict[str, str]]:
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(tensor.shape),
+                                   "parameters": {"binary_data_size": tensor.nbytes}}],
+                       "outputs": [{"name": "output", "parameters": {"binary_data": True}}]}).encode()
+    return head + tensor.tobytes(), {"Inference-Header-Content-Length": str(len(head)),
+                                     "Content-Type": "application/octet-stream"}
+
+
+def load(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], clients: int,
+         seconds: float) -> tuple[float, list[float]]:
+    """Drive `clients` threads against the server for `seconds`; (requests/s, latencies)."""
+    stop = time.perf_counter() + seconds
+    lock, latencies = threading.Lock(), []
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        n, mine = i, []
+        while time.perf_counter() < stop:
+            body, headers = bodies[n % len(bodies)]
+            t0 = time.perf_counter()
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{path}: HTTP {response.status}")
+            mine.append(time.perf_counter() - t0)
+            n += clients
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return len(latencies) / (time.perf_counter() - started), latencies
+
+
+def ceiling(model_id: str, feeds: list[Any], clients: int, seconds: float, batchable: bool) -> tuple[float, float]:
+    """Raw onnxruntime in-process: (images/s with `clients` threads of single runs, images/s in batches)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as zoo serve's sessions
+    session = ort.InferenceSession(str(MODELS / f"{model_id}.onnx"), so, providers=["CPUExecutionProvider"])
+    session.run(None, {"input": feeds[0]})
+    stop, counts = time.perf_counter() + seconds, [0] * clients
+
+    def worker(i: int) -> None:
+        n = i
+        while time.perf_counter() < stop:
+            session.run(None, {"input": feeds[n % len(feeds)]})
+            counts[i] += 1
+            n += clients
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    threaded = sum(counts) / (time.perf_counter() - started)
+    if not batchable or clients == 1:
+        return threaded, threaded
+    batch = np.concatenate([feeds[i % len(feeds)] for i in range(min(clients, 16))])
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run(None, {"input": batch})
+        done += len(batch)
+    return threaded, done / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(argv: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {argv}: {log.read_text()[-500:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+def measure(model_id: str, cfg: Config, home: Path) -> dict[str, Any]:
+    feeds = tensors(model_id)
+    bodies = [body_of(t) for t in feeds]
+    seconds = cfg.pick(4.0, 0.5)
+    env = {**os.environ, "ZOO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    out: dict[str, Any] = {}
+    for system in ("zoo", "plain"):
+        port = free_port()
+        argv = ([sys.executable, "-m", "zoo", "serve", model_id, "--port", str(port), "--threads", str(THREADS)]
+                if system == "zoo" else [sys.executable, "-m", "benchmarks.bench_serve", "--plain-server",
+                                         str(MODELS / f"{model_id}.onnx"), str(port)])
+        proc = start(argv, port, env, home / f"{system}.log")
+        try:
+            path = f"/v2/models/{model_id}/infer"
+            load(port, path, bodies, 4, cfg.pick(1.0, 0.2))  # warm-up
+            for clients in LEVELS:
+                out[(system, clients)] = load(port, path, bodies, clients, seconds)
+        finally:
+            stop(proc)
+    batchable = model_id == BATCHED
+    for clients in LEVELS:
+        out[("ceiling", clients)] = ceiling(model_id, feeds, clients, seconds, batchable)
+    return out
+
+
+def rows_of(model_id: str, found: dict[str, Any]) -> list[Row]:
+    rows = []
+    for clients in LEVELS:
+        rate, lat = found[("zoo", clients)]
+        plain_rate, plain_lat = found[("plain", clients)]
+        threaded, batched = found[("ceiling", clients)]
+        best = max(threaded, batched)
+        notes = (f"zoo p50 {pct(lat, 50)} p99 {pct(lat, 99)}; plain server {plain_rate:.1f} req/s, p50 "
+                 f"{pct(plain_lat, 50)} p99 {pct(plain_lat, 99)}; ceiling: {threaded:.1f} img/s threaded"
+                 + (f", {batched:.1f} img/s in batches of {min(clients, 16)}" if batched != threaded else ""))
+        key_row = model_id == BATCHED and clients == 8  # the issue's targets: >= 0.8x ceiling, ahead of plain
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs in-process ceiling", rate, best, _rps,
+                            ratio_at_least(0.8) if key_row else INFO, notes))
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs plain Starlette server", rate,
+                            plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
+                            f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
+    return rows
+
+
+def _rps(value: float) -> str:
+    return f"{value:.1f} req/s"
+
+
+def pct(values: list[float], q: int) -> str:
+    if not values:
+        return "—"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000:.1f} ms"
+
+
+def run(cfg: Config) -> list[Row]:
+    """The suite's rows (benchmarks/__main__.py)."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return [Row.skipped("serve", "needs the serve extra: pip install '.[serve]'")]
+    rows: list[Row] = []
+    with scratch("serve") as root:
+        os.environ["ZOO_HOME"] = str(root / "zoo")
+        for model_id in (BATCHED, FIXED):
+            seeded_home(root / "zoo", model_id)
+            rows += rows_of(model_id, measure(model_id, cfg, root))
+    return rows
+
+
+def plain_server(model_path: str, port: int) -> None:
+    """The hand-written baseline: Starlette + uvicorn + one onnxruntime session, no batching."""
+    import numpy as np
+    import onnxruntime as ort
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+
+    async def infer(request: Request) -> Response:
+        body = await request.body()
+        split = int(request.headers["inference-header-content-length"])
+        spec = json.loads(body[:split])["inputs"][0]
+        tensor = np.frombuffer(body[split:], dtype=np.float32).reshape(spec["shape"])
+        (out,) = await run_in_threadpool(session.run, None, {spec["name"]: tensor})
+        head = json.dumps({"outputs": [{"name": "output", "datatype": "FP32", "shape": list(out.shape),
+                                        "parameters": {"binary_data_size": out.nbytes}}]}).encode()
+        return Response(head + out.tobytes(), headers={"Inference-Header-Content-Length": str(len(head))})
+
+    async def ready(request: Request) -> Response:
+        return Response("{}")
+
+    app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+                            Route("/v2/health/ready", ready)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--plain-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain_server:
+        plain_server(args.plain_server[0], int(args.plain_server[1]))
+        return 0
+    from benchmarks.__main__ import isolate
+    from benchmarks.report import table
+
+    with scratch("serve-env") as home:
+        isolate(home)
+        rows = run(Config(smoke=args.smoke))
+    print(table(rows))
+    return 1 if any(r.met == "error" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,303 @@
+"""`zoo serve` against real clients: tritonclient (OIP, binary and JSON), requests (image endpoint), 32 in flight."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from conftest import json_lines, zoo_cli
+from serve_helpers import IMAGES, Server, seed_home, start
+
+triton = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]: pip install '.[test]'")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+BATCHED, FIXED = "mobilenetv2-12-int8", "shufflenet-v2-12-int8"
+PHOTOS = ["frog.jpg", "banana.jpg", "goldfish.jpg", "pelican.jpeg"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_home(tmp_path_factory.mktemp("serve") / "zoo-home", BATCHED, FIXED)
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[Server]:
+    # A long --max-delay-ms makes batching under 32 concurrent requests certain, not a matter of timing.
+    srv = start(home, home.parent / "serve.log", BATCHED, FIXED, "--max-delay-ms", "50", "--max-body", "4MB",
+                "--threads", "1")
+    yield srv
+    assert srv.stop() == 0, srv.stderr()
+
+
+@pytest.fixture()
+def client(server: Server) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(server.url.removeprefix("http://"), connection_timeout=30,
+                                        network_timeout=60)
+
+
+@pytest.fixture()
+def as_server(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test process uses the server's cache (to run `zoo predict` and zoo.load on the same files)."""
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+def test_health_metadata_and_loopback_only(server: Server, client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(BATCHED) and client.is_model_ready(FIXED)
+    meta = client.get_model_metadata("mobilenetv2-int8")  # an alias names the same model
+    assert meta["name"] == BATCHED and meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["12"]
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 224, 224]}]
+    assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 1000]}]
+    assert client.get_model_metadata(FIXED, model_version="12")["inputs"][0]["shape"] == [1, 3, 224, 224]
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    listening = [line for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True,
+                                                 check=True).stdout.splitlines() if f"pid={server.proc.pid}," in line]
+    assert listening and all(line.split()[3].startswith("127.0.0.1:") for line in listening), listening
+
+
+@pytest.mark.parametrize("model_id", [BATCHED, FIXED])
+def test_infer_binary_and_json_match_zoo_predict(model_id: str, as_server: Path,
+                                                 client: triton.InferenceServerClient) -> None:
+    import zoo
+
+    photo = str(IMAGES / "goldfish.jpg")
+    expected = json_lines(zoo_cli("predict", model_id, photo, "--json").stdout)[0]["predictions"][0]["index"]
+    tensor = zoo.load(model_id).preprocess(photo)["input"]
+    for binary in (True, False):
+        given = triton.InferInput("input", list(tensor.shape), "FP32")
+        given.set_data_from_numpy(tensor, binary_data=binary)
+        result = client.infer(model_id, [given], outputs=[triton.InferRequestedOutput("output", binary_data=binary)],
+                              request_id="r1")
+        assert result.get_response()["id"] == "r1"
+        assert result.as_numpy("output").shape == (1, 1000)
+        assert int(result.as_numpy("output").argmax()) == expected == 1  # goldfish
+
+
+def test_image_endpoint_is_zoo_predict_json(server: Server, as_server: Path) -> None:
+    photo = IMAGES / "frog.jpg"
+    expected = json_lines(zoo_cli("predict", BATCHED, str(photo), "--json", "--top-k", "3").stdout)[0]
+    raw = requests.post(f"{server.url}/v1/models/{BATCHED}/predict?top_k=3", data=photo.read_bytes(), timeout=30)
+    with photo.open("rb") as f:
+        form = requests.post(f"{server.url}/v1/models/mobilenetv2-int8/predict", params={"top_k": 3},
+                             files={"image": ("frog.jpg", f, "image/jpeg")}, timeout=30)
+    assert raw.status_code == form.status_code == 200
+    for got, name in ((raw.json(), "<request body>"), (form.json(), "frog.jpg")):
+        assert got["input"] == name
+        assert {k: got[k] for k in ("model", "provider", "task")} == {k: expected[k] for k in ("model", "provider",
+                                                                                               "task")}
+        assert [p["label"] for p in got["predictions"]] == [p["label"] for p in expected["predictions"]]
+        assert [p["score"] for p in got["predictions"]] == pytest.approx([p["score"] for p in expected["predictions"]],
+                                                                         rel=1e-4)
+    # As with `zoo predict --score-threshold`, the threshold filters detections; a classifier keeps its top-k.
+    fixed = requests.post(f"{server.url}/v1/models/{FIXED}/predict?top_k=2&score_threshold=0.5",
+                          data=photo.read_bytes(), timeout=30).json()
+    assert fixed["model"] == FIXED and fixed["predictions"][0]["label"] == "tree frog"
+    assert len(fixed["predictions"]) == 2
+
+
+def test_32_in_flight_are_batched(server: Server) -> None:
+    before = (server.metric("zoo_batch_size_count", model=BATCHED), server.metric("zoo_batch_size_sum", model=BATCHED))
+    photos = {name: (IMAGES / name).read_bytes() for name in PHOTOS}
+    jobs = [PHOTOS[i % len(PHOTOS)] for i in range(32)]
+
+    def post(name: str) -> tuple[str, int, str]:
+        r = requests.post(f"{server.url}/v1/models/{BATCHED}/predict?top_k=1", data=photos[name], timeout=60)
+        return name, r.status_code, r.json()["predictions"][0]["label"]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(post, jobs))
+    labels = {"frog.jpg": "tree frog", "banana.jpg": "banana", "goldfish.jpg": "goldfish", "pelican.jpeg": "pelican"}
+    assert [(n, code, label) for n, code, label in results] == [(n, 200, labels[n]) for n in jobs]
+    runs = server.metric("zoo_batch_size_count", model=BATCHED) - before[0]
+    rows = server.metric("zoo_batch_size_sum", model=BATCHED) - before[1]
+    assert rows == 32 and runs < 32, (runs, rows)  # some requests shared a session run
+    assert server.metric("zoo_requests_total", model=BATCHED, endpoint="predict", status="200") >= 32
+    assert server.metric("zoo_queue_depth", model=BATCHED) == 0
+    assert server.metric("zoo_models_loaded") == 2
+
+
+def test_raw_tensors_are_batched_and_split_back(server: Server, as_server: Path) -> None:
+    import zoo
+
+    model = zoo.load(BATCHED)
+    tensors = [model.preprocess(str(IMAGES / name))["input"] for name in PHOTOS]
+    expected = [int(model.run({"input": t})["output"].argmax()) for t in tensors]
+    before = server.metric("zoo_batch_size_count", model=BATCHED)
+    clients = [triton.InferenceServerClient(server.url.removeprefix("http://")) for _ in range(8)]
+
+    def infer(i: int) -> int:
+        given = triton.InferInput("input", [1, 3, 224, 224], "FP32")
+        given.set_data_from_numpy(tensors[i % 4])
+        return int(clients[i].infer(BATCHED, [given]).as_numpy("output").argmax())
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(infer, range(8))) == expected * 2
+    assert server.metric("zoo_batch_size_count", model=BATCHED) - before < 8
+
+
+def _infer_body(header: dict, binary: bytes = b"") -> tuple[bytes, dict[str, str]]:
+    head = json.dumps(header).encode()
+    return head + binary, ({"Inference-Header-Content-Length": str(len(head))} if binary else {})
+
+
+ZEROS = np.zeros((1, 3, 224, 224), np.float32)
+GOOD_INPUT = {"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224]}
+
+
+def _bin(**changes: object) -> dict:
+    return {**GOOD_INPUT, "parameters": {"binary_data_size": ZEROS.nbytes}, **changes}
+
+
+# (what, model, header, binary bytes, extra headers, status, message)
+BAD_TENSORS = [
+    ("shape", BATCHED, {"inputs": [_bin(shape=[1, 3, 200, 200], parameters={"binary_data_size": 480000})]},
+     np.zeros((1, 3, 200, 200), np.float32).tobytes(), {}, 400,
+     r"input 'input' has shape \[1, 3, 200, 200\], model mobilenetv2-12-int8 expects \[-1, 3, 224, 224\]"),
+    ("fixed batch", FIXED,
+     {"inputs": [_bin(shape=[2, 3, 224, 224], parameters={"binary_data_size": 2 * ZEROS.nbytes})]},
+     ZEROS.tobytes() * 2, {}, 400, r"has shape \[2, 3, 224, 224\], model shufflenet-v2-12-int8 expects \[1, 3"),
+    ("datatype", BATCHED, {"inputs": [_bin(datatype="FP64", parameters={"binary_data_size": ZEROS.nbytes * 2})]},
+     ZEROS.astype(np.float64).tobytes(), {}, 400, r"input 'input' has datatype FP64, .* expects FP32"),
+    ("byte count", BATCHED, {"inputs": [_bin(parameters={"binary_data_size": 1000})]}, b"\0" * 1000, {}, 400,
+     r"input 'input': binary_data_size 1000, but shape \[1, 3, 224, 224\] of FP32 needs 602112 bytes"),
+    ("short body", BATCHED, {"inputs": [_bin()]}, ZEROS.tobytes()[:5000], {}, 400, r"5000 bytes left in the body"),
+    ("unclaimed bytes", BATCHED, {"inputs": [_bin()]}, ZEROS.tobytes() + b"xx", {}, 400,
+     r"2 bytes of binary data that no input claims"),
+    ("json count", BATCHED, {"inputs": [{**GOOD_INPUT, "data": [1.0, 2.0, 3.0]}]}, b"", {}, 400,
+     r"\"data\" has 3 values, shape \[1, 3, 224, 224\] needs 150528"),
+    ("json values", BATCHED, {"inputs": [{**GOOD_INPUT, "shape": [1], "data": ["x"]}]}, b"", {}, 400,
+     r"\"data\" is not a list of FP32 values"),
+    ("input name", BATCHED, {"inputs": [{**GOOD_INPUT, "name": "x", "shape": [1], "data": [1]}]}, b"", {}, 400,
+     r"missing input\(s\) \['input'\]; model mobilenetv2-12-int8 has no input\(s\) \['x'\]"),
+    ("output name", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "nope"}]}, ZEROS.tobytes(), {}, 400,
+     r"has no output\(s\) \['nope'\] \(its outputs: output\)"),
+    ("datatype name", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": "FLOAT"}]}, b"", {}, 400,
+     r"unknown datatype 'FLOAT'"),
+    ("no inputs", BATCHED, {"outputs": []}, b"", {}, 400, r"no \"inputs\" list"),
+    ("header length", BATCHED, {"inputs": [_bin()]}, b"", {"Inference-Header-Content-Length": "99999"}, 400,
+     r"Inference-Header-Content-Length is 99999, but the body has"),
+    ("unknown model", "mobilenetv2-12-int9", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
+     r"unknown model 'mobilenetv2-12-int9' \(did you mean: .*mobilenetv2-12-int8"),
+    ("unknown version", f"{BATCHED}/versions/99", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
+     r"no variant of 'mobilenetv2-12-int8' has opset 99"),
+    ("file path", "my.onnx", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
+     r"'my.onnx' is a file path, not a model name"),
+]
+
+
+@pytest.mark.parametrize(("what", "model", "header", "binary", "headers", "status", "message"), BAD_TENSORS,
+                         ids=[row[0] for row in BAD_TENSORS])
+def test_bad_tensors_are_refused(server: Server, what: str, model: str, header: dict, binary: bytes,
+                                 headers: dict[str, str], status: int, message: str) -> None:
+    body, extra = _infer_body(header, binary)
+    r = requests.post(f"{server.url}/v2/models/{model}/infer", data=body, headers={**extra, **headers}, timeout=30)
+    assert r.status_code == status, r.text
+    assert re.search(message, r.json()["error"]), r.json()
+
+
+def test_bad_tensor_through_tritonclient(client: triton.InferenceServerClient) -> None:
+    given = triton.InferInput("input", [1, 3, 224, 224], "FP64")
+    given.set_data_from_numpy(ZEROS.astype(np.float64))
+    with pytest.raises(InferenceServerException, match=r"\[400\] input 'input' has datatype FP64"):
+        client.infer(BATCHED, [given])
+
+
+def test_malformed_bodies(server: Server) -> None:
+    infer = f"{server.url}/v2/models/{BATCHED}/infer"
+    r = requests.post(infer, data=b"{not json", timeout=30)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = requests.post(infer, data=b"[1, 2]", timeout=30)
+    assert r.status_code == 400 and "must be a JSON object, not list" in r.json()["error"]
+    r = requests.post(infer, data=b"0" * (5 * 1000 * 1000), timeout=30)  # declared Content-Length over 4MB
+    assert r.status_code == 413 and "over the 4000000 byte limit" in r.json()["error"]
+    chunked = requests.post(infer, data=iter([b"0" * 1_000_000] * 5), timeout=30)  # no length: cut while streaming
+    assert chunked.status_code == 413 and "--max-body" in chunked.json()["error"]
+    r = requests.get(f"{server.url}/v2/nowhere", timeout=30)
+    assert r.status_code == 404 and "GET /v2/nowhere" in r.json()["error"]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height and holds no pixels: what a decompression bomb looks like up front."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+BAD_IMAGES = [
+    ("not an image", BATCHED, "", b"hello, not a picture", 400,
+     r"cannot use image <request body>: not an image file Pillow can identify"),
+    ("bomb", BATCHED, "", _png_header(30000, 30000), 400,
+     r"cannot use image <request body>: refused as a decompression bomb"),
+    ("truncated", BATCHED, "", (IMAGES / "frog.jpg").read_bytes()[:3000] if IMAGES.exists() else b"", 400,
+     r"cannot use image <request body>: cannot decode"),
+    ("empty", BATCHED, "", b"", 400, r"the body is empty"),
+    ("top_k", BATCHED, "?top_k=0", b"x", 400, r"top_k must be a whole number from 1 to 1000, got '0'"),
+    ("threshold", BATCHED, "?score_threshold=high", b"x", 400, r"score_threshold must be a number from 0 to 1"),
+    ("unknown model", "resnet-51", "", b"x", 404, r"unknown model 'resnet-51'"),
+]
+
+
+@pytest.mark.parametrize(("what", "model", "query", "data", "status", "message"), BAD_IMAGES,
+                         ids=[row[0] for row in BAD_IMAGES])
+def test_bad_images_are_refused(server: Server, what: str, model: str, query: str, data: bytes, status: int,
+                                message: str) -> None:
+    r = requests.post(f"{server.url}/v1/models/{model}/predict{query}", data=data, timeout=30)
+    assert r.status_code == status, r.text
+    assert re.search(message, r.json()["error"]), r.json()
+    assert r.json()["hint"]  # zoo's endpoint says what to do next
+
+
+def test_multipart_needs_one_file(server: Server) -> None:
+    r = requests.post(f"{server.url}/v1/models/{BATCHED}/predict", files={"note": (None, "no file here")},
+                      timeout=30)
+    assert r.status_code == 400 and "the multipart form has 0 files" in r.json()["error"]
+    assert "curl -F image=@photo.jpg" in r.json()["hint"]
+
+
+def test_unknown_model_suggests_names(server: Server) -> None:
+    r = requests.post(f"{server.url}/v1/models/mobilenet-v2-int8/predict", data=b"x", timeout=30)
+    assert r.status_code == 404 and "mobilenetv2-12-int8" in r.json()["suggestions"]
+
+
+def test_a_model_that_fails_to_load_does_not_poison_the_server(server: Server) -> None:
+    frog = (IMAGES / "frog.jpg").read_bytes()
+    for _ in range(2):  # a failed load is not remembered: the second request tries again
+        r = requests.post(f"{server.url}/v1/models/mnist-8/predict", data=frog, timeout=30)
+        assert r.status_code == 500
+        assert re.search(r"model mnist-8 failed to load: mnist-8 is not cached and zoo is offline", r.json()["error"])
+    assert server.metric("zoo_model_loads_total", model="mnist-8", outcome="error") == 2
+    ok = requests.post(f"{server.url}/v1/models/{BATCHED}/predict", data=frog, timeout=30)
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["label"] == "tree frog"
+
+
+def test_catalogue_docs_and_access_log(server: Server) -> None:
+    listing = requests.get(f"{server.url}/v1/models", timeout=30).json()
+    assert {row["name"] for row in listing["loaded"]} == {BATCHED, FIXED}
+    by_id = {row["id"]: row for row in listing["models"]}
+    assert len(by_id) >= 184 and by_id[BATCHED]["loaded"] and by_id[BATCHED]["cached"]
+    assert not by_id["mnist-8"]["cached"] and not by_id["mnist-8"]["loaded"]
+    doc = requests.get(f"{server.url}/openapi.json", timeout=30).json()
+    assert {"/v1/models/{name}/predict", "/v2/models/{name}/infer", "/v2/repository/index"} <= set(doc["paths"])
+    assert "/v1/models/{name}/predict" in requests.get(f"{server.url}/docs", timeout=30).text
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith('{"ts"')]
+    assert any(line["path"] == "/v1/models" and line["status"] == 200 and line["endpoint"] == "list" for line in lines)
+    assert {"client", "method", "ms", "model", "bytes_in", "bytes_out"} <= set(lines[-1])
+
+
+def test_repository_extension(client: triton.InferenceServerClient) -> None:
+    index = {row["name"]: row for row in client.get_model_repository_index()}
+    assert index[FIXED]["state"] == "READY" and index["mnist-8"]["state"] == "UNAVAILABLE"
+    client.unload_model(FIXED)
+    assert not client.is_model_ready(FIXED)
+    client.load_model(FIXED)
+    assert client.is_model_ready(FIXED)

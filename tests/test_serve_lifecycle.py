@@ -1,0 +1,121 @@
+"""`zoo serve` lifecycle: lazy once-only loads, LRU and keep-alive unloads, tokens, bind policy, SIGTERM drain."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import zoo_cli
+from serve_helpers import IMAGES, seed_home, start
+
+BATCHED, FIXED = "mobilenetv2-12-int8", "shufflenet-v2-12-int8"
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _loaded(url: str) -> list[str]:
+    return sorted(row["name"] for row in requests.get(f"{url}/v1/models", headers=AUTH, timeout=30).json()["loaded"])
+
+
+def test_lazy_loads_once_then_lru_and_keep_alive(tmp_path: Path) -> None:
+    home = seed_home(tmp_path / "home", BATCHED, FIXED)
+    server = start(home, tmp_path / "serve.log", "--max-loaded", "1", "--keep-alive", "1s", env={"ZOO_SERVE_TOKEN":
+                                                                                                 TOKEN})
+    try:
+        assert _loaded(server.url) == []  # nothing named at start: ready at once, models load on first use
+        frog = (IMAGES / "frog.jpg").read_bytes()
+
+        def post(model: str) -> str:
+            r = requests.post(f"{server.url}/v1/models/{model}/predict", data=frog, headers=AUTH, timeout=60)
+            assert r.status_code == 200, r.text
+            return str(r.json()["predictions"][0]["label"])
+
+        with ThreadPoolExecutor(8) as pool:  # eight concurrent first requests: one load
+            assert list(pool.map(post, [BATCHED] * 8)) == ["tree frog"] * 8
+        assert server.metric("zoo_model_loads_total", model=BATCHED, outcome="ok") == 1
+        assert post(FIXED) == "tree frog"
+        assert _loaded(server.url) == [FIXED]  # --max-loaded 1: the least recently used one went
+        deadline = time.monotonic() + 10
+        while _loaded(server.url) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _loaded(server.url) == []  # idle past --keep-alive 1s: unloaded
+        assert server.metric("zoo_models_loaded") == 0
+        assert post(BATCHED) == "tree frog"  # and loaded again when asked
+        assert server.metric("zoo_model_loads_total", model=BATCHED, outcome="ok") == 2
+    finally:
+        assert server.stop() == 0, server.stderr()
+
+
+def test_token_is_required_except_for_probes(tmp_path: Path) -> None:
+    triton = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http]: pip install '.[test]'")
+    home = seed_home(tmp_path / "home", FIXED)
+    server = start(home, tmp_path / "serve.log", FIXED, "--token", TOKEN)
+    try:
+        assert "needs `Authorization: Bearer <token>`" in server.stderr()
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            r = requests.get(f"{server.url}/v2/models/{FIXED}", headers=headers, timeout=30)
+            assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+            assert "missing or wrong bearer token" in r.json()["error"]
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=30).status_code == 200
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        assert client.is_model_ready(FIXED, headers=AUTH)
+        assert client.get_model_metadata(FIXED, headers=AUTH)["name"] == FIXED
+        assert not client.is_model_ready(FIXED)  # no token: refused
+    finally:
+        assert server.stop() == 0, server.stderr()
+
+
+def test_sigterm_drains_a_slow_upload_and_others_are_not_blocked(tmp_path: Path) -> None:
+    home = seed_home(tmp_path / "home", BATCHED)
+    server = start(home, tmp_path / "serve.log", BATCHED)
+    frog = (IMAGES / "frog.jpg").read_bytes()
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        head = (f"POST /v1/models/{BATCHED}/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(frog)}\r\n"
+                "Content-Type: image/jpeg\r\n\r\n").encode()
+        slow.sendall(head + frog[:1000])  # half an upload, then a pause
+        time.sleep(0.2)
+        fast = requests.post(f"{server.url}/v1/models/{BATCHED}/predict", data=frog, timeout=30)
+        assert fast.status_code == 200  # the slow client blocks no one
+        server.proc.send_signal(15)
+        time.sleep(0.5)
+        assert server.proc.poll() is None  # still draining: the slow request is in flight
+        slow.sendall(frog[1000:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        slow.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["predictions"][0]["label"] == "tree frog"
+    assert server.proc.wait(30) == 0, server.stderr()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--host", "0.0.0.0"], "binding 0.0.0.0 would let other machines call the server, and no token is set"),
+    (["--host", "0.0.0.0", "--token", "x", "--no-auth"], "--token and --no-auth contradict each other"),
+    (["--keep-alive", "soon"], "--keep-alive 'soon' is not a duration"),
+    (["--max-body", "big"], "--max-body 'big' is not a size"),
+    (["no-such-model-at-all"], "unknown model 'no-such-model-at-all'"),
+])
+def test_bad_start_up_exits_2(args: list[str], message: str) -> None:
+    result = zoo_cli("serve", *args, "--port", "0", code=2)
+    assert message in result.stderr and "hint:" in result.stderr
+
+
+def test_serve_help_stays_light() -> None:
+    code = ("import sys; from zoo.cli import cli\ntry: cli(['serve', '--help'])\nexcept SystemExit: pass\n"
+            "print([m for m in ('numpy', 'onnxruntime', 'starlette', 'uvicorn', 'prometheus_client') "
+            "if m in sys.modules], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "--max-delay-ms" in proc.stdout and proc.stderr.strip().splitlines()[-1] == "[]"

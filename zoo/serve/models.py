@@ -1,0 +1,249 @@
+"""The pool of loaded models: load once, keep warm for the keep-alive period, unload least-recently-used.
+
+A name is resolved to its key (the zoo id, or the local file named at start-up) before
+anything loads, so an unknown name costs nothing. Concurrent first requests for one
+model share one load. A failed load answers 500 with the reason and leaves nothing
+behind: the next request tries again. Models named at start-up or loaded through the
+repository API are pinned (kept until unloaded explicitly); the others are unloaded
+after `keep_alive` seconds without a request, and the least recently used idle ones
+beyond `max_loaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zoo.model import Model, looks_like_path
+from zoo.serve.batching import Batcher
+from zoo.serve.errors import LoadError, RequestError
+from zoo.serve.metrics import Metrics
+
+if TYPE_CHECKING:
+    from zoo.prediction import Prediction
+
+log = logging.getLogger("zoo.serve")
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """How models are loaded, batched and kept."""
+
+    max_batch: int = 16
+    max_delay: float = 0.002  # seconds
+    keep_alive: float | None = 300.0  # seconds after the last request; None: forever
+    max_loaded: int = 4
+    slots: int = 2  # session runs in flight per model: two overlap one run's serial parts on a CPU
+    threads: int | None = None
+    providers: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    """One prepared image for the image endpoint, with its decode options (part of its batch key)."""
+
+    name: str
+    prepared: Any
+    topk: int | None
+    score_threshold: float | None
+
+
+class Served:
+    """One loaded model with its batchers (images, raw tensors) and its use."""
+
+    def __init__(self, key: str, model: Model, *, config: PoolConfig, executor: Executor, metrics: Metrics,
+                 pinned: bool) -> None:
+        self.key, self.model, self.pinned = key, model, pinned
+        self.loaded_at = self.last_used = time.time()
+        self.in_flight = 0
+        slots = asyncio.Semaphore(max(1, config.slots))  # shared: images and tensors runs count alike
+        name = model.name
+        common: dict[str, Any] = {"max_delay": config.max_delay, "slots": slots, "executor": executor,
+                                  "on_batch": lambda rows: metrics.batch_size.labels(name).observe(rows),
+                                  "on_depth": lambda change: metrics.queue_depth.labels(name).inc(change)}
+        self.images: Batcher[ImageJob, Prediction] = Batcher(
+            self._run_images, max_batch=min(config.max_batch, model.max_batch), **common)
+        self.tensors: Batcher[Feeds, Feeds] = Batcher(
+            self._run_tensors, max_batch=config.max_batch if self.batchable else 1, **common)
+
+    @property
+    def batchable(self) -> bool:
+        """Raw tensors may be concatenated along axis 0: every input and output has a dynamic first axis."""
+        metas = [*self.model.input_metas, *self.model.output_metas]
+        return self.model.max_batch > 1 and all(m.shape and not _fixed(m.shape[0]) for m in metas)
+
+    @contextmanager
+    def use(self) -> Iterator[Served]:
+        """Count a request in flight (an idle model is never unloaded under it)."""
+        self.in_flight += 1
+        try:
+            yield self
+        finally:
+            self.in_flight -= 1
+            self.last_used = time.time()
+
+    def tensor_key(self, feeds: Feeds) -> tuple[object, int]:
+        """The batch key and row count of a request's feeds; a request that cannot share runs alone."""
+        rows = {a.shape[0] if a.ndim else -1 for a in feeds.values()}
+        if not self.batchable or len(rows) != 1 or -1 in rows:
+            return object(), 1
+        return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feeds.items())), rows.pop()
+
+    def to_dict(self) -> dict[str, Any]:
+        now = time.time()
+        return {"name": self.model.name, "provider": self.model.report.primary, "task": self.model.task,
+                "max_batch": self.images.max_batch if self.model.runner.kind == "image" else self.tensors.max_batch,
+                "pinned": self.pinned, "in_flight": self.in_flight, "queued": self.images.depth + self.tensors.depth,
+                "loaded_for_s": round(now - self.loaded_at, 1), "idle_for_s": round(now - self.last_used, 1)}
+
+    async def close(self) -> None:
+        await self.images.close()
+        await self.tensors.close()
+
+    def _run_images(self, jobs: list[ImageJob]) -> list[Prediction]:
+        first = jobs[0]  # equal batch keys: equal options
+        return self.model.run_prepared([(j.name, j.prepared) for j in jobs], topk=first.topk,
+                                       score_threshold=first.score_threshold)
+
+    def _run_tensors(self, group: list[Feeds]) -> list[Feeds]:
+        if len(group) == 1:
+            return [self.model.run(group[0])]
+        rows = [next(iter(feeds.values())).shape[0] for feeds in group]
+        merged = {name: np.concatenate([feeds[name] for feeds in group]) for name in group[0]}
+        outputs = {k: np.asarray(v) for k, v in self.model.run(merged).items()}
+        if any(v.shape[:1] != (sum(rows),) for v in outputs.values()):
+            return [self.model.run(feeds) for feeds in group]  # an output without the batch axis: one by one
+        cuts = np.cumsum(rows)[:-1]
+        parts = {name: np.split(value, cuts) for name, value in outputs.items()}
+        return [{name: split[i] for name, split in parts.items()} for i in range(len(group))]
+
+
+def _fixed(dim: object) -> bool:
+    return isinstance(dim, int) and dim > 0
+
+
+class ModelPool:
+    """Loaded models by key; see the module docstring for the rules."""
+
+    def __init__(self, config: PoolConfig, *, executor: Executor, loader: Executor, metrics: Metrics,
+                 files: dict[str, Path] | None = None) -> None:
+        self.config, self.executor, self.loader, self.metrics = config, executor, loader, metrics
+        self.files = dict(files or {})  # request name -> local file; only files named at start-up
+        self._served: dict[str, Served] = {}
+        self._loading: dict[str, asyncio.Future[Served]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # loads and closes under way (the loop keeps weak refs only)
+
+    def key_of(self, name: str, version: str | None = None) -> str:
+        """The model a request names (its version is the opset): the zoo id, or file:PATH."""
+        from zoo import api
+
+        if name in self.files:
+            return f"file:{self.files[name]}"
+        if looks_like_path(name):
+            raise RequestError(f"{name!r} is a file path, not a model name", status=404,
+                               hint="the server loads local files only when they are named at start-up "
+                                    "(zoo serve ./model.onnx)")
+        opset = None
+        if version not in (None, ""):
+            if not version.isdigit():
+                raise RequestError(f"model version {version!r} is not a number", status=404,
+                                   hint="a zoo model's versions are its opsets (GET /v2/models/NAME lists them)")
+            opset = int(version)
+        return api.resolve(name, opset).id
+
+    @property
+    def served(self) -> list[Served]:
+        return list(self._served.values())
+
+    def loaded(self, key: str) -> Served | None:
+        return self._served.get(key)
+
+    async def get(self, key: str, *, pin: bool = False) -> Served:
+        """The loaded model for `key`, loading it (once, however many ask at the same time)."""
+        served = self._served.get(key)
+        if served is None:
+            pending = self._loading.get(key)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+                self._loading[key] = pending
+                self._spawn(self._load(key, pending))
+            served = await asyncio.shield(pending)
+        served.pinned = served.pinned or pin
+        served.last_used = time.time()
+        return served
+
+    async def _load(self, key: str, pending: asyncio.Future[Served]) -> None:
+        label = key.rpartition("/")[2] if key.startswith("file:") else key
+        started = time.perf_counter()
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(self.loader, self._load_model, key)
+        except Exception as exc:  # any failure, expected or not, is this model's, not the server's
+            self.metrics.loads.labels(label, "error").inc()
+            log.error("model %s failed to load: %s", label, exc, exc_info=not hasattr(exc, "what"))
+            pending.set_exception(LoadError(label, exc))
+        else:
+            served = Served(key, model, config=self.config, executor=self.executor, metrics=self.metrics,
+                            pinned=False)
+            self._served[key] = served
+            self.metrics.loads.labels(model.name, "ok").inc()
+            self.metrics.loaded.set(len(self._served))
+            log.info("loaded %s on %s in %.2f s", model.name, model.report.primary, time.perf_counter() - started)
+            pending.set_result(served)
+            self._evict(keep=key)
+        finally:
+            del self._loading[key]
+
+    def _load_model(self, key: str) -> Model:
+        from zoo import api
+
+        target: str | Path = Path(key[5:]) if key.startswith("file:") else key
+        return api.load(target, providers=self.config.providers, threads=self.config.threads, spinning=False,
+                        progress=False)
+
+    def unload(self, key: str) -> bool:
+        """Take a model out of the pool; requests already holding it finish. False when it was not loaded."""
+        served = self._served.pop(key, None)
+        if served is None:
+            return False
+        self.metrics.loaded.set(len(self._served))
+        log.info("unloaded %s", served.model.name)
+        self._spawn(served.close())
+        return True
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _evict(self, keep: str) -> None:
+        """Unload least-recently-used idle, unpinned models while more than max_loaded are loaded."""
+        while len(self._served) > self.config.max_loaded:
+            idle = [s for s in self._served.values() if s.key != keep and not s.pinned and s.in_flight == 0]
+            if not idle:
+                return  # every other model is pinned or busy: over the limit until one is free
+            self.unload(min(idle, key=lambda s: s.last_used).key)
+
+    async def expire_forever(self) -> None:
+        """Unload unpinned models idle for longer than keep_alive (the server's background task)."""
+        keep_alive = self.config.keep_alive
+        if keep_alive is None:
+            return
+        interval = min(1.0, max(0.05, keep_alive / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for served in self.served:
+                if not served.pinned and served.in_flight == 0 and now - served.last_used >= keep_alive:
+                    self.unload(served.key)
+            self._evict(keep="")  # models that were busy at their load's eviction may be idle now

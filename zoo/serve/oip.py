@@ -1,0 +1,254 @@
+"""Open Inference Protocol (KServe v2) tensors: JSON `data` and the binary tensor data extension.
+
+Pure functions over bytes and arrays. A request body is a JSON header, optionally followed
+by raw tensor bytes; the header's length then comes in `Inference-Header-Content-Length`
+and each binary input says its size in `parameters.binary_data_size`, in input order.
+Responses mirror that: outputs asked for as binary (`binary_data`, or the request-wide
+`binary_data_output`) follow the JSON header as raw little-endian bytes. The routes run
+these in worker threads: a 224x224 image as JSON is 150,528 numbers to parse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo.serve.errors import RequestError
+
+# The protocol's tensor datatypes and the numpy dtypes they are (little-endian, as the extension says).
+DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+}
+# onnxruntime's NodeArg.type for each; tensor(string) is BYTES, which no zoo model takes as input.
+ONNX_TYPES = {"tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
+              "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(int8)": "INT8",
+              "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
+              "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+              "tensor(string)": "BYTES"}
+HEADER = "Inference-Header-Content-Length"
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One input of a request, decoded."""
+
+    name: str
+    datatype: str
+    array: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRequest:
+    name: str
+    binary: bool | None  # None: as the request's binary_data_output says
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A parsed infer request; `outputs` empty means every output, in the binary form `binary_default` says."""
+
+    id: str | None
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[OutputRequest, ...]
+    binary_default: bool
+
+
+def datatype_of(onnx_type: str) -> str:
+    """The protocol datatype of an ONNX type; non-tensor types (sequences, maps) keep their ONNX name."""
+    return ONNX_TYPES.get(onnx_type, onnx_type)
+
+
+def shape_of(declared: Sequence[Any] | None) -> list[int]:
+    """A graph shape as the protocol writes it: symbolic or unknown dimensions are -1."""
+    return [d if isinstance(d, int) and d > 0 else -1 for d in (declared or [])]
+
+
+def parse_request(body: bytes, header_length: int | None) -> InferRequest:
+    """Decode an infer request body; RequestError (400) names what is wrong."""
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise RequestError(f"{HEADER} is {header_length}, but the body has {len(body)} bytes",
+                           hint="the header counts the JSON part only, which must be inside the body")
+    split = len(body) if header_length is None else header_length
+    header = parse_json(body[:split])
+    binary = memoryview(body)[split:]
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise RequestError("the request has no \"inputs\" list", hint='send {"inputs": [{"name", "shape", '
+                           '"datatype", "data"}]}')
+    offset, inputs = 0, []
+    for i, raw in enumerate(raw_inputs):
+        tensor, used = _input(raw, i, binary[offset:])
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise RequestError(f"the body has {len(binary) - offset} bytes of binary data that no input claims",
+                           hint="each binary input's parameters.binary_data_size must count its bytes exactly")
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        raise RequestError(f"input names repeat: {names}")
+    params = _params(header.get("parameters"), "request")
+    return InferRequest(id=_optional_str(header.get("id"), "id"), inputs=tuple(inputs),
+                        outputs=_outputs(header.get("outputs")), binary_default=bool(params.get("binary_data_output")))
+
+
+def parse_json(data: bytes | memoryview) -> dict[str, Any]:
+    try:
+        value = json.loads(bytes(data))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"the request is not valid JSON: {exc}",
+                           hint=f"send a JSON object; with binary tensors, set {HEADER} to the JSON part's length"
+                           ) from None
+    if not isinstance(value, dict):
+        raise RequestError(f"the request must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _params(value: object, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{where} parameters must be a JSON object")
+    return value
+
+
+def _optional_str(value: object, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise RequestError(f"\"{field}\" must be a string")
+
+
+def _input(raw: object, index: int, binary: memoryview) -> tuple[Tensor, int]:
+    """One input from its JSON object and the binary bytes that follow; returns it and the bytes it used."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise RequestError(f"inputs[{index}] must be an object with a \"name\"")
+    name, datatype, shape = raw["name"], raw.get("datatype"), raw.get("shape")
+    if datatype == "BYTES":
+        raise RequestError(f"input {name!r}: datatype BYTES is not supported", hint="zoo models take numeric tensors")
+    if datatype not in DTYPES:
+        raise RequestError(f"input {name!r}: unknown datatype {datatype!r}", hint=f"one of {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise RequestError(f"input {name!r}: \"shape\" must be a list of non-negative integers, got {shape!r}")
+    dtype, count = DTYPES[datatype], math.prod(shape)
+    size = _params(raw.get("parameters"), f"input {name!r}").get("binary_data_size")
+    if size is not None:
+        if "data" in raw:
+            raise RequestError(f"input {name!r} has both \"data\" and binary_data_size", hint="send one of them")
+        if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):
+            have = f"binary_data_size {size!r}" if size is None or size != count * dtype.itemsize \
+                else f"{len(binary)} bytes left in the body"
+            raise RequestError(f"input {name!r}: {have}, but shape {shape} of {datatype} needs "
+                               f"{count * dtype.itemsize} bytes", hint="the byte count is the product of the shape "
+                               f"times {dtype.itemsize} (the size of one {datatype})")
+        array = np.frombuffer(binary[:size], dtype=dtype).reshape(shape)
+        return Tensor(name, datatype, array), size
+    if "data" not in raw:
+        raise RequestError(f"input {name!r} has neither \"data\" nor parameters.binary_data_size")
+    return Tensor(name, datatype, _json_data(raw["data"], name, datatype, shape)), 0
+
+
+def _json_data(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:
+    try:
+        array = np.asarray(data, dtype=DTYPES[datatype])
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise RequestError(f"input {name!r}: \"data\" is not a list of {datatype} values ({exc})") from None
+    if array.size != math.prod(shape):
+        raise RequestError(f"input {name!r}: \"data\" has {array.size} values, shape {shape} needs "
+                           f"{math.prod(shape)}", hint="send the values flattened in row-major order")
+    return array.reshape(shape)
+
+
+def _outputs(raw: object) -> tuple[OutputRequest, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
+        raise RequestError("\"outputs\" must be a list of objects with a \"name\"")
+    out = []
+    for o in raw:
+        binary = _params(o.get("parameters"), f"output {o['name']!r}").get("binary_data")
+        out.append(OutputRequest(o["name"], None if binary is None else bool(binary)))
+    return tuple(out)
+
+
+def encode_response(*, model: str, version: str, request_id: str | None,
+                    outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary outputs follow it (else None)."""
+    entries, blobs = [], []
+    for name, value, binary in outputs:
+        array = np.asarray(value)
+        datatype = _datatype_of_array(name, array)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = _bytes_of(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.astype(str).ravel().tolist() if datatype == "BYTES" else array.ravel().tolist()
+        entries.append(entry)
+    head: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
+    if request_id is not None:
+        head["id"] = request_id
+    header = json.dumps(head, separators=(",", ":")).encode()
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _datatype_of_array(name: str, array: np.ndarray) -> str:
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    for datatype, dtype in DTYPES.items():
+        if array.dtype == dtype or array.dtype == dtype.newbyteorder("="):
+            return datatype
+    raise RequestError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry", status=500)
+
+
+def _bytes_of(array: np.ndarray, datatype: str) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
+    # BYTES elements: a 4-byte little-endian length, then the bytes (the extension's layout).
+    parts = []
+    for item in array.ravel():
+        raw = item if isinstance(item, bytes) else str(item).encode()
+        parts += [len(raw).to_bytes(4, "little"), raw]
+    return b"".join(parts)
+
+
+def feeds_for(request: InferRequest, metas: Sequence[Any], model: str) -> dict[str, np.ndarray]:
+    """The session feeds of a request, checked against the graph's inputs (RequestError names the input)."""
+    expected = {m.name: m for m in metas}
+    wanted = ", ".join(f"{m.name} {datatype_of(m.type)} {shape_of(m.shape)}" for m in metas)
+    given = {t.name: t for t in request.inputs}
+    missing, unknown = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing or unknown:
+        what = "; ".join(part for part in (missing and f"missing input(s) {missing}",
+                                           unknown and f"model {model} has no input(s) {unknown}") if part)
+        raise RequestError(what, hint=f"{model} takes: {wanted}")
+    for tensor in request.inputs:
+        meta = expected[tensor.name]
+        want, declared = datatype_of(meta.type), shape_of(meta.shape)
+        if tensor.datatype != want:
+            raise RequestError(f"input {tensor.name!r} has datatype {tensor.datatype}, model {model} expects {want}",
+                               hint=f"send {tensor.name} as {want} with shape {declared}")
+        shape = list(tensor.array.shape)
+        if len(shape) != len(declared) or any(d != -1 and d != s for s, d in zip(shape, declared)):
+            raise RequestError(f"input {tensor.name!r} has shape {shape}, model {model} expects {declared} "
+                               "(-1: any size)", hint=f"send {tensor.name} as {want} with shape {declared}")
+    return {t.name: t.array for t in request.inputs}
+
+
+def chosen_outputs(request: InferRequest, names: Sequence[str], model: str) -> list[tuple[str, bool]]:
+    """(output name, as binary?) for the response: the requested ones, or all of them."""
+    if not request.outputs:
+        return [(name, request.binary_default) for name in names]
+    unknown = [o.name for o in request.outputs if o.name not in names]
+    if unknown:
+        raise RequestError(f"model {model} has no output(s) {unknown}", hint=f"its outputs: {', '.join(names)}")
+    return [(o.name, request.binary_default if o.binary is None else o.binary) for o in request.outputs]

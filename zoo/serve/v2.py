@@ -1,0 +1,170 @@
+"""Open Inference Protocol (KServe v2) routes: health, metadata, infer, and the model repository extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from zoo.serve import oip
+from zoo.serve.errors import RequestError
+from zoo.serve.models import Served
+from zoo.serve.state import state_of, tag
+from zoo.version import __version__
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# Below these sizes parsing or encoding takes well under a millisecond: a thread hop would cost more.
+INLINE_JSON = 64 * 1024  # bytes of JSON header
+INLINE_VALUES = 20_000  # tensor values written as JSON
+
+
+async def server_metadata(request: Request) -> JSONResponse:
+    tag(request, "server_metadata")
+    return JSONResponse({"name": "zoo", "version": __version__, "extensions": EXTENSIONS})
+
+
+async def live(request: Request) -> JSONResponse:
+    tag(request, "health")
+    return JSONResponse({"live": True})
+
+
+async def ready(request: Request) -> JSONResponse:
+    tag(request, "health")
+    state = state_of(request)
+    if state.startup_error:
+        return JSONResponse({"ready": False, "error": f"start-up models failed to load: {state.startup_error}"}, 503)
+    if not state.ready:
+        return JSONResponse({"ready": False, "error": "loading the start-up models"}, 503)
+    return JSONResponse({"ready": True})
+
+
+def _key(request: Request) -> str:
+    name = request.path_params["name"]
+    key = state_of(request).pool.key_of(name, request.path_params.get("version"))
+    return key
+
+
+async def _served(request: Request, endpoint: str) -> Served:
+    tag(request, endpoint)
+    served = await state_of(request).pool.get(_key(request))
+    tag(request, endpoint, served.model.name)
+    return served
+
+
+def version_of(served: Served) -> str:
+    """A zoo model's one version is its opset; a local file's is 1."""
+    return str(served.model.entry.opset) if served.model.entry else "1"
+
+
+async def model_metadata(request: Request) -> JSONResponse:
+    served = await _served(request, "metadata")
+    model = served.model
+
+    def tensors(metas: Any) -> list[dict[str, Any]]:
+        return [{"name": m.name, "datatype": oip.datatype_of(m.type), "shape": oip.shape_of(m.shape)} for m in metas]
+
+    return JSONResponse({"name": model.name, "versions": [version_of(served)], "platform": "onnxruntime_onnx",
+                         "inputs": tensors(model.input_metas), "outputs": tensors(model.output_metas),
+                         "parameters": {"task": model.task, "provider": model.report.primary,
+                                        "max_batch_size": served.tensors.max_batch}})
+
+
+async def model_ready(request: Request) -> JSONResponse:
+    tag(request, "model_ready")
+    key = _key(request)
+    served = state_of(request).pool.loaded(key)
+    if served is None:
+        return JSONResponse({"name": request.path_params["name"], "ready": False,
+                             "error": f"{key} is not loaded; it loads on its first request, or with "
+                                      f"POST /v2/repository/models/{request.path_params['name']}/load"}, 503)
+    tag(request, "model_ready", served.model.name)
+    return JSONResponse({"name": served.model.name, "ready": True})
+
+
+async def infer(request: Request) -> Response:
+    served = await _served(request, "infer")
+    state, model = state_of(request), served.model
+    with served.use():
+        body = await request.body()
+        header_length = _header_length(request)
+        if (len(body) if header_length is None else header_length) <= INLINE_JSON:
+            parsed = oip.parse_request(body, header_length)  # binary tensors: a small header, parsed at once
+        else:
+            with served.tensors.arriving():  # JSON tensors: ~150k numbers for one image, parsed off the loop
+                parsed = await state.in_thread(oip.parse_request, body, header_length)
+        feeds = oip.feeds_for(parsed, model.input_metas, model.name)
+        chosen = oip.chosen_outputs(parsed, [m.name for m in model.output_metas], model.name)
+        key, rows = served.tensor_key(feeds)
+        outputs = await served.tensors.submit(key, feeds, rows)
+        picked = [(name, outputs[name], binary) for name, binary in chosen]
+
+        def encode() -> tuple[bytes, int | None]:
+            return oip.encode_response(model=model.name, version=version_of(served), request_id=parsed.id,
+                                       outputs=picked)
+
+        as_json = sum(value.size for _, value, binary in picked if not binary)
+        payload, json_length = encode() if as_json <= INLINE_VALUES else await state.in_thread(encode)
+    if json_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(payload, media_type="application/octet-stream", headers={oip.HEADER: str(json_length)})
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(oip.HEADER)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise RequestError(f"{oip.HEADER} must be a byte count, got {value!r}")
+    return int(value)
+
+
+async def repository_index(request: Request) -> JSONResponse:
+    """The repository: every model in the catalogue (and the files named at start-up), READY when loaded."""
+    from zoo import api
+
+    tag(request, "repository")
+    body = await request.body()
+    only_ready = bool(oip.parse_json(body).get("ready")) if body.strip() else False
+    pool = state_of(request).pool
+    loaded = {s.key: s for s in pool.served}
+    rows = [{"name": name, "version": "1", "state": "READY" if f"file:{path}" in loaded else "UNAVAILABLE"}
+            for name, path in sorted(pool.files.items())]
+    rows += [{"name": e.id, "version": str(e.opset), "state": "READY" if e.id in loaded else "UNAVAILABLE"}
+             for e in api.list_models()]
+    for row in rows:
+        if row["state"] != "READY":
+            row["reason"] = "not loaded"
+    return JSONResponse([r for r in rows if r["state"] == "READY" or not only_ready])
+
+
+async def repository_load(request: Request) -> JSONResponse:
+    """Load a model and keep it (pinned) until it is unloaded."""
+    tag(request, "repository")
+    served = await state_of(request).pool.get(_key(request), pin=True)
+    tag(request, "repository", served.model.name)
+    return JSONResponse({})
+
+
+async def repository_unload(request: Request) -> JSONResponse:
+    tag(request, "repository")
+    key = _key(request)
+    state_of(request).pool.unload(key)
+    return JSONResponse({})
+
+
+ROUTES = [
+    Route("/v2", server_metadata, methods=["GET"]),
+    Route("/v2/health/live", live, methods=["GET"]),
+    Route("/v2/health/ready", ready, methods=["GET"]),
+    Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+    Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
+    Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+    Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+    Route("/v2/repository/index", repository_index, methods=["POST"]),
+    Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+    Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
+]

@@ -28,6 +28,7 @@ MODULES = {
     "batch": "benchmarks.bench_batch",
     "startup": "benchmarks.bench_startup",
     "index": "benchmarks.bench_index",
+    "serve": "benchmarks.bench_serve",
 }
 
 

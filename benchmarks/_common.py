@@ -78,7 +78,7 @@ class Row:
         return cls(name, "—", "—", "—", "—", "skipped", why)
 
 
-class MissingData(FileNotFoundError):
+class MissingDataError(FileNotFoundError):
     """A ../shared file a benchmark needs is absent: its rows say "skipped", not "error"."""
 
 
@@ -100,9 +100,9 @@ def guarded(name: str, measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an exception becomes an error row instead of ending the suite."""
     try:
         return measure()
-    except MissingData as exc:
+    except MissingDataError as exc:
         return [Row.skipped(name, str(exc))]
-    except Exception as exc:  # noqa: BLE001 - any failure is reported in the table
+    except Exception as exc:
         return [Row.error(name, exc)]
 
 
@@ -181,7 +181,7 @@ def _set(key: str, value: str | None) -> None:
 def need(path: Path) -> Path:
     """`path`, or a clear error naming the missing ../shared file."""
     if not path.exists():
-        raise MissingData(f"needs {path} (the ../shared data beside the repo), which is absent")
+        raise MissingDataError(f"needs {path} (the ../shared data beside the repo), which is absent")
     return path
 
 

@@ -100,7 +100,8 @@ def unpacked_size(zoo: Zoo) -> int:
 
 
 def import_all(zoo: Zoo) -> None:
-    run("import", str(zoo.file("acme-net-1.onnx")), str(zoo.file("beta-net-2.onnx")), str(zoo.file("beta-net-2.tar.gz")))
+    run("import", str(zoo.file("acme-net-1.onnx")), str(zoo.file("beta-net-2.onnx")),
+        str(zoo.file("beta-net-2.tar.gz")))
 
 
 # -- import ---------------------------------------------------------------------------------------------

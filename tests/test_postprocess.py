@@ -301,7 +301,7 @@ def test_style_transfer_image_output_clipped_and_resized() -> None:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.empty((1, 3, 224, 224), np.float32)
     x[0, 0], x[0, 1], x[0, 2] = 300.0, 100.0, -20.0  # out-of-range values must be clipped
-    out = dict(output1=session.run(["output1"], {"input1": x})[0])
+    out = {"output1": session.run(["output1"], {"input1": x})[0]}
     result = decode_for("candy-8", out, Geometry(original=(448, 336), content=(224, 224), scale=(0.5, 2 / 3)))[0]
     assert isinstance(result, ImageResult)
     assert result.to_dict() == {"size": [448, 336], "mode": "RGB"}

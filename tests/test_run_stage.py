@@ -52,7 +52,8 @@ def test_a_bare_name_that_is_also_a_file_here_is_the_model_and_says_so(tmp_path:
     (tmp_path / "mnist-8").write_bytes(b"not a model")
     located = zoo.locate("mnist-8")
     assert located.entry is not None and located.entry.id == "mnist-8" and located.path is None
-    assert located.note == "'mnist-8' is a zoo model name; the file ./mnist-8 here was not used (pass ./mnist-8 to run it)"
+    assert located.note == ("'mnist-8' is a zoo model name; the file ./mnist-8 here was not used "
+                            "(pass ./mnist-8 to run it)")
     # The documented rule for files: a folder part or .onnx makes it a path.
     assert zoo.locate(Path("mnist-8")).path == Path("mnist-8")
     with pytest.raises(InputError, match="no such model file"):

@@ -182,7 +182,7 @@ def test_unknown_provider_is_an_error_with_suggestions(tmp_path: Path, name: str
 def test_ort_prints_never_reach_stdout(capsys: pytest.CaptureFixture) -> None:
     class LoudOrt:  # what onnxruntime does on a failed load: print() a banner, then raise
         @staticmethod
-        def InferenceSession(*args: object, **kwargs: object) -> None:  # noqa: N802
+        def InferenceSession(*args: object, **kwargs: object) -> None:
             print("*************** EP Error ***************")
             raise RuntimeError("failed")
 

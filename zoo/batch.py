@@ -50,7 +50,9 @@ class ResultWriter:
             _trim_torn_tail(path)
         fresh = not append or not path.exists() or path.stat().st_size == 0
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read back the same.
-        self.handle = open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape", newline="")
+        # Kept open for the writer's lifetime (rows are flushed as they come); close() ends it.
+        self.handle = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
+                           errors="surrogateescape", newline="")
         self.csv: csv.DictWriter[str] | None = None
         if path.suffix == ".csv":
             self.csv = csv.DictWriter(self.handle, self.CSV_FIELDS)

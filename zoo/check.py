@@ -207,7 +207,7 @@ def feeds_for(session: Any, test: TestSet) -> dict[str, Any]:
         raise InputError(f"test set {test.name} has {len(test.inputs)} inputs, the model takes {len(metas)}",
                          expected=[f"{m.name} {m.type} {m.shape}" for m in metas])
     feeds = {}
-    for meta, (name, value) in zip(metas, test.inputs):
+    for meta, (_, value) in zip(metas, test.inputs):
         arr = np.asarray(value)
         if test.labels_only:
             shape = [d if isinstance(d, int) and d > 0 else 1 for d in meta.shape]

@@ -146,7 +146,7 @@ def check_report(rep: ProviderReport, *, strict: bool, warn: Any = None) -> None
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    sys.stderr.write(message + "\n")
 
 
 def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None,
@@ -187,7 +187,8 @@ class SessionSpec:
 
 
 def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | None = None,
-                   cache_key: str | None = None, warn: Any = None) -> tuple[onnxruntime.InferenceSession, ProviderReport]:
+                   cache_key: str | None = None, warn: Any = None,
+                   ) -> tuple[onnxruntime.InferenceSession, ProviderReport]:
     """Build an InferenceSession by `spec`, reusing a cached optimised model when one exists.
 
     `cache_key` must be the model's sha256 (64 lowercase hex digits) for its graph to be cached.

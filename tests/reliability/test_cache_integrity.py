@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from reliability_helpers import Mirror, Model, assert_cache_clean, assert_clear_error, spawn_zoo, use_models, zoo

@@ -42,7 +42,7 @@ cache.epilog = EPILOG
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2 on
     """A duration such as 90m, 12h, 30d or 2w."""
 
     name = "duration"

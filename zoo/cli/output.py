@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -26,6 +26,9 @@ Set ZOO_DEBUG=1 (or pass --debug) to see tracebacks.
 """
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -38,7 +41,10 @@ def human_size(size: int) -> str:
 def table(rows: list[list[str]], headers: list[str]) -> str:
     rows = [[printable(str(c), keep_newlines=False) for c in row] for row in rows]  # ids and names from manifests
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -53,18 +59,18 @@ def emit_json(data: Any) -> None:
     click.echo(redact(json.dumps(data, indent=2, ensure_ascii=False)).translate(_JSON_UNSAFE))
 
 
-def json_option(func: Callable) -> Callable:
+def json_option(func: _F) -> _F:
     """Shared --json flag: print the API's to_dict() data instead of a table."""
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(func)
 
 
-def opset_option(func: Callable) -> Callable:
+def opset_option(func: _F) -> _F:
     return click.option(
         "--opset", type=int, default=None, help="Choose the variant with this opset (default: highest)."
     )(func)
 
 
-def handle_errors(func: Callable) -> Callable:
+def handle_errors(func: _F) -> _F:
     """Turn ZooError into a message on stderr and its exit code; no traceback."""
 
     @functools.wraps(func)
@@ -95,7 +101,7 @@ def handle_errors(func: Callable) -> Callable:
             click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
             sys.exit(EXIT_UNEXPECTED)
 
-    return wrapper
+    return cast(_F, wrapper)
 
 
 @contextmanager

@@ -19,7 +19,8 @@ from zoo.prediction import Failure, Prediction, Result
 @click.argument("model")
 @click.argument("inputs", nargs=-1, required=True)
 @opset_option
-@click.option("--top-k", "topk", type=click.IntRange(min=1), default=None, help="How many classes to show (default: 5).")
+@click.option("--top-k", "topk", type=click.IntRange(min=1), default=None,
+              help="How many classes to show (default: 5).")
 @click.option("--score-threshold", type=click.FloatRange(0, 1), default=None,
               help="Minimum detection score (default: the model's recipe).")
 @click.option("--provider", "providers", default=None,
@@ -88,9 +89,12 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
                                labels=labels_file, threads=threads, strict_provider=strict_provider)
         name = model
     else:
+        from zoo import tuning  # many inputs: one intra-op thread per stream (zoo.tuning says why)
+
+        streaming = tuning.folder_threads(tuning.usable_cores()) if len(todo) > 1 else None
         loaded = api.load(model, opset=opset, providers=providers, recipe=recipe, labels=labels_file,
-                          threads=threads, strict_provider=strict_provider, progress=False if quiet else None,
-                          spinning=False if len(todo) > 1 else None)
+                          threads=threads or streaming, strict_provider=strict_provider,
+                          progress=False if quiet else None, spinning=False if len(todo) > 1 else None)
         if not quiet:
             note(loaded.note)
         loaded.ensure_runnable()

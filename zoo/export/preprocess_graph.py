@@ -301,7 +301,7 @@ def _normalize_step(b: Builder, x: str, recipe: ImageRecipe) -> str:
     """(x * scale - mean) / std with float32 constants, in normalize()'s order (bit-equal)."""
     c = tensor_channels(recipe)
     if recipe.scale != 1.0:
-        x = b.op("Mul", [x, b.const(np.float32(recipe.scale))])
+        x = b.op("Mul", [x, b.const(np.asarray(recipe.scale, np.float32))])
     if recipe.mean is not None:
         x = b.op("Sub", [x, b.const(np.asarray(recipe.mean, np.float32).reshape(1, c, 1, 1))])
     if recipe.std is not None:

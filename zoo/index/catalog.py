@@ -135,7 +135,8 @@ def read_manifest_file(path: Path) -> list[ModelEntry]:
     if not isinstance(data, dict):
         raise ManifestError(source, None, "", "top level must be an object with 'family' and 'models'")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise ManifestError(source, None, "schema_version", f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
+        raise ManifestError(source, None, "schema_version",
+                            f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
     family = data.get("family")
     if not isinstance(family, str) or not family:
         raise ManifestError(source, None, "family", "must be a non-empty string")

@@ -98,7 +98,7 @@ class IOSpec:
     def from_dict(cls, r: _Reader) -> IOSpec:
         _only(r, cls)
         shape = r.get("shape", list, required=True)
-        if not all(d is None or isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
+        if not all(d is None or (isinstance(d, (int, str)) and not isinstance(d, bool)) for d in shape):
             r.fail("shape", f"dimensions must be integers, names or null, got {shape!r}")
         return cls(name=r.text("name", required=True), shape=tuple(shape), type=r.text("type", required=True))
 
@@ -428,7 +428,8 @@ class ModelEntry:
             test_data=None if test_data is None else FileEntry.from_dict(r.child("test_data", test_data)),
             inputs=_io_list(r, "inputs"),
             outputs=_io_list(r, "outputs"),
-            preprocess=None if r.data.get("preprocess") is None else parse_recipe(r.child("preprocess", r.data["preprocess"])),
+            preprocess=(None if r.data.get("preprocess") is None
+                        else parse_recipe(r.child("preprocess", r.data["preprocess"]))),
             postprocess=None
             if r.data.get("postprocess") is None
             else PostprocessSpec.from_dict(r.child("postprocess", r.data["postprocess"])),

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import fields, is_dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal, NoReturn, get_args, overload
 
 from zoo.errors import ManifestError
@@ -224,7 +224,7 @@ def _locate(data: Any, path: str) -> tuple[str | None, str]:
     return shown, path[match.end():]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vocabulary(literal: Any) -> tuple[str, ...]:
     return get_args(literal)
 
@@ -236,7 +236,8 @@ def only(r: Reader, cls: type, extra: tuple[str, ...] = ()) -> None:
     known = {f.name for f in fields(cls)} | set(extra)
     for key in sorted(set(r.data) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1)
-        r.fail(key, "unknown field" + (f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"))
+        why = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
+        r.fail(key, "unknown field" + why)
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -199,7 +199,7 @@ def _tensor_hw(ctx: Context, b: int, pixels: int) -> tuple[int, int]:
     item = ctx.item(b)
     if item is not None and getattr(item, "tensor", None) is not None and item.tensor.ndim >= 2:
         return int(item.tensor.shape[-2]), int(item.tensor.shape[-1])
-    side = int(round(pixels ** 0.5))
+    side = round(pixels ** 0.5)
     return side, side
 
 

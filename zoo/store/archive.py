@@ -156,7 +156,8 @@ def _through_link(member: tarfile.TarInfo, links: set[str]) -> str | None:
         for i in range(1, len(parts) + (0 if path == paths[0] else 1)):
             prefix = "/".join(parts[:i])
             if prefix in links:
-                return f"goes through the symlink {prefix!r} of the same archive, which could lead outside the destination"
+                return (f"goes through the symlink {prefix!r} of the same archive, "
+                        "which could lead outside the destination")
     return None
 
 

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ def _plain(obj: Any) -> dict[str, Any]:
     for name in obj.__slots__:
         value = getattr(obj, name)
         if name.startswith("last_"):
-            value = datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+            value = datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):
@@ -345,6 +345,8 @@ class _Scan:
                                                        tuple(u[0] for u in users), st.st_mtime))
             elif path.suffix == ".import":
                 self._temp(path, st, None, "unfinished import")
+            elif path.name.endswith((".ranges", ".ranges.tmp")) and stat.S_ISREG(st.st_mode):
+                self._temp(path, st, None, "progress record of a parallel download")  # zoo.store.ranges
             elif stat.S_ISLNK(st.st_mode):
                 self._planted(path, st)
             else:

@@ -212,4 +212,4 @@ def _reject(entry: ModelEntry, file: FileEntry, candidate: Candidate, log: Log, 
 
 
 def _log_to_stderr(message: str) -> None:
-    print(f"zoo: {message}", file=sys.stderr)
+    sys.stderr.write(f"zoo: {message}\n")

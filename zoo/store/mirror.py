@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -283,7 +283,8 @@ def plan_export(dest: Path, selection: Selection, state: MirrorState, *, zoo_ver
             notes.append(f"{r.path} ({r.model_id}) is listed in {INDEX_NAME} but no longer in {dest}; unlisted")
     files = tuple(sorted([f for f, _ in selection.files] + carried, key=lambda f: f.path))
     listed = {f.path for f in files} | {INDEX_NAME}
-    refused = collisions([(f.path, f.model_id) for f in files]) + [o.describe(dest) for o in state.in_the_way if o.path in listed]
+    refused = collisions([(f.path, f.model_id) for f in files])
+    refused += [o.describe(dest) for o in state.in_the_way if o.path in listed]
     if refused:
         raise ZooError(f"cannot export to {dest}, nothing was written: " + "; ".join(refused),
                        hint="move what is in the way out of the folder (or fix the manifest paths), "
@@ -379,7 +380,7 @@ def _copy_verified(blob: Path, tmp: Path, f: MirrorFile) -> None:
 
 def _write_index(dest: Path, files: Sequence[MirrorFile]) -> None:
     data = {"format": INDEX_FORMAT, "zoo_version": _version(),
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": [f.to_dict() for f in files]}
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{INDEX_NAME}.{uuid.uuid4().hex}.tmp"

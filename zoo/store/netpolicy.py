@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from urllib.parse import urlsplit
 
 from zoo.errors import ZooError
@@ -114,9 +115,8 @@ def _seconds_until(http_date: str, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
-        from datetime import timezone
 
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     try:
         return when.timestamp() - now
     except (OverflowError, OSError, ValueError):

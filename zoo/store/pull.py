@@ -21,15 +21,19 @@ if TYPE_CHECKING:
 
 
 def pull_entry(entry: ModelEntry, *, with_test_data: bool = False, mirrors: Sequence[str] = (), force: bool = False,
-               progress: bool | None = None) -> list[FetchResult]:
-    """FetchResults for the model file (and test data, extracted) of one entry."""
+               progress: bool | None = None, connections: int | None = None) -> list[FetchResult]:
+    """FetchResults for the model file (and test data, extracted) of one entry.
+
+    connections: parallel Range requests per file (None: download.fetch's automatic choice).
+    """
     from zoo.store import download
 
     files = [entry.file] + ([entry.test_data] if with_test_data and entry.test_data else [])
     results = []
     for file in files:
         plan = sources.plan(entry, file, extra_mirrors=mirrors)
-        results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress))
+        results.append(download.fetch(entry, file, sources=plan, force=force, progress=progress,
+                                      connections=connections))
     if with_test_data and entry.test_data is not None:
         problem = test_data_problem(entry)
         if results[1].downloaded or problem is not None:
@@ -112,4 +116,4 @@ def _reason(exc: Exception) -> str:
 
 
 def _note(message: str) -> None:
-    print(f"zoo: {message}", file=sys.stderr)
+    sys.stderr.write(f"zoo: {message}\n")

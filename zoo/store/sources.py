@@ -99,7 +99,8 @@ def request_headers(source: Source) -> dict[str, str]:
         # (huggingface_hub >= 1.x telemetry), an extra request to an endpoint fixed at import time.
         # get_token_to_send is the token choice build_hf_headers makes: HF_TOKEN, then `hf auth login`,
         # unless HF_HUB_DISABLE_IMPLICIT_TOKEN is set.
-        from huggingface_hub.utils import get_token_to_send  # heavy: only when a download starts
+        # heavy: only when a download starts; public in huggingface_hub.utils, though not in its __all__
+        from huggingface_hub.utils import get_token_to_send  # type: ignore[attr-defined]
 
         token = get_token_to_send(None)
         if token:

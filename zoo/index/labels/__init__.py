@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from zoo.errors import ZooError
@@ -26,12 +26,14 @@ def parse(text: str) -> tuple[str, ...]:
     return tuple(labels)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name_or_path: str) -> tuple[str, ...]:
-    """Labels of a built-in set (e.g. "imagenet1k") or of a text file path."""
+    """Labels of a built-in set (e.g. "imagenet1k"), of a text file path, or inline ("cat,dog": `zoo add --labels`)."""
     path = _DIR / f"{name_or_path}.txt"
     if not path.is_file():
         path = Path(name_or_path)
+    if "," in name_or_path and not path.is_file():  # a manifest written by `zoo add` carries its labels inline
+        return tuple(s.strip() for s in name_or_path.split(","))
     try:
         return parse(path.read_text(encoding="utf-8"))
     except OSError as exc:

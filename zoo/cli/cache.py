@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, table
+from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, table
 
 if TYPE_CHECKING:
     from zoo.store.cache_plan import DeletePlan
@@ -77,17 +77,16 @@ def _resolve(names: Sequence[str], info: CacheInfo) -> list[str]:
     from zoo.api import load_index
     from zoo.errors import UnknownModelError
 
-    index, ids = load_index(), []
+    ids: list[str] = []
     for name in names:
         try:
-            resolution = index.resolve(name)
+            resolution = load_index().resolve(name)  # the full index: housekeeping writes nothing extra
         except UnknownModelError:
             if name not in info.model_dirs:
                 raise
             model_id = name
         else:
-            if resolution.note:
-                click.echo(f"note: {resolution.note}", err=True)
+            note(resolution.note)
             model_id = resolution.entry.id
         if model_id not in ids:
             ids.append(model_id)
@@ -222,8 +221,8 @@ def _paths(n: int) -> str:
 
 def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, empty: str) -> None:
     """Show the plan; unless dry_run, confirm (unless yes), execute it and report what was freed."""
-    for note in plan.notes:
-        click.echo(f"note: {note}", err=True)
+    for text in plan.notes:
+        click.echo(f"note: {text}", err=True)
     if not plan.items or dry_run:
         if as_json:
             emit_json(plan.to_dict())

@@ -7,19 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
 from zoo.index.catalog import Resolution, load_index
-from zoo.index.manifest import ModelEntry
+from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.model import Located, Model, load, locate
 from zoo.prediction import Failure, Prediction
 from zoo.store import cache, index_cache, sources
+from zoo.store.add import AddResult, RemoveResult
 from zoo.store.pull import pull_entry, test_data_dir
 
 __all__ = [
+    "AddResult",
     "Failure",
     "Located",
     "Model",
     "ModelInfo",
     "Prediction",
+    "RemoveResult",
+    "add",
     "info",
     "list_models",
     "load",
@@ -27,6 +32,7 @@ __all__ = [
     "locate",
     "pull",
     "pull_entry",
+    "remove",
     "resolve",
     "resolve_name",
     "search",
@@ -112,3 +118,28 @@ def check_providers(name_or_path: str | Path, *, opset: int | None = None, test_
                                               provider=other.report.primary, reference_name="CPUExecutionProvider",
                                               variant=variant))
     return reports
+
+
+def add(path: str | Path, model_id: str, *, task: str | None = None, recipe: str | ImageRecipe | None = None,
+        labels: str | Sequence[str] | None = None, postprocess: str | None = None,
+        manifest: str | Path | None = None) -> AddResult:
+    """Make a local .onnx a zoo model `model_id`: verified cache entry + user manifest entry (`zoo add`)."""
+    from zoo.pipeline import preprocess
+    from zoo.store.add import add_model
+
+    def named(hw: tuple[int, int] | None) -> ImageRecipe:  # a registered recipe, fitted to the input size
+        chosen = preprocess.get(str(recipe))
+        if not isinstance(chosen, ImageRecipe):
+            raise ZooError(f"recipe {recipe!r} is a function; a manifest holds only declarative recipes",
+                           hint="pass an ImageRecipe or --recipe-json FILE")
+        return preprocess.with_input(chosen, hw)
+
+    return add_model(Path(path), model_id, task=task, recipe=named if isinstance(recipe, str) else recipe,
+                     labels=labels, postprocess=postprocess, manifest=None if manifest is None else Path(manifest))
+
+
+def remove(model_id: str, *, manifest: str | Path | None = None, keep_files: bool = False) -> RemoveResult:
+    """Undo `add`: the user manifest entry goes, and (unless keep_files) its cached files."""
+    from zoo.store.add import remove_model
+
+    return remove_model(model_id, manifest=None if manifest is None else Path(manifest), keep_files=keep_files)

@@ -38,9 +38,10 @@ class DecodeOptions:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A tabular input made ready: rows [N, features] and the name each row's answer gets."""
+    """A tabular input made ready: feeds {input name: [N, ...]}, its row count, and the name rows are shown by."""
 
-    tensor: np.ndarray
+    feeds: dict[str, np.ndarray]
+    rows: int
     name: str
 
 
@@ -114,12 +115,17 @@ class ImageRunner:
 
 
 class TabularRunner:
-    """Rows of numbers (.csv, .npy, arrays, lists) into a model with one [N, features] input."""
+    """Tables (.csv, .npy, arrays, lists of rows, {column: values}) into a model whose inputs are all [N, F]."""
 
     kind = "tabular"
 
-    def __init__(self, *, inputs: Sequence[NodeArg]) -> None:
-        self.meta = inputs[0]
+    def __init__(self, *, inputs: Sequence[NodeArg], labels: tuple[str, ...] | None = None) -> None:
+        from zoo.pipeline.tabular import Column
+
+        self.metas = tuple(inputs)
+        self.columns = tuple(Column(m.name, m.shape[1] if isinstance(m.shape[1], int) and m.shape[1] > 0 else None,
+                                    m.type) for m in self.metas)
+        self.labels = labels
         self.task = "tabular"
 
     @property
@@ -127,26 +133,25 @@ class TabularRunner:
         return 1  # one table per run: a table already holds many rows
 
     def prepare(self, item: object) -> Table:
-        import numpy as np
-
         from zoo.pipeline import tabular
 
-        name = str(item) if isinstance(item, str | Path) else "<array>"
-        arr = np.asarray(tabular.read_table(item) if isinstance(item, str | Path) else item)
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2:
-            raise InputError(f"{name}: a table must be 1 or 2-dimensional, got shape {list(arr.shape)}",
-                             expected=[f"rows of {self.meta.shape[1]} numbers"])
-        if self.meta.type == "tensor(float)" and arr.dtype.kind in "iuf":
-            arr = arr.astype(np.float32)
-        return Table(arr, name)
+        if isinstance(item, str | Path):
+            feeds = tabular.read_table(item, self.columns)
+            name = str(item)
+        else:
+            name = "<table>" if isinstance(item, dict) else "<array>"
+            feeds = tabular.table_feeds(item, self.columns, name)
+        counts = {len(v) for v in feeds.values()}
+        if len(counts) != 1:
+            raise InputError(f"{name}: the inputs have different row counts {sorted(counts)}",
+                             expected=["the same number of rows for every input"])
+        return Table(feeds, counts.pop(), name)
 
     def batch_key(self, prepared: Table) -> tuple[object, ...]:
-        return ("table", *prepared.tensor.shape[1:])
+        return ("table", *((k, v.shape[1:]) for k, v in prepared.feeds.items()))
 
     def feeds(self, prepared: Sequence[Table]) -> dict[str, np.ndarray]:
-        return {self.meta.name: prepared[0].tensor}
+        return prepared[0].feeds
 
     def decode(self, outputs: dict[str, Any], prepared: Sequence[Table], names: Sequence[str],
                options: DecodeOptions) -> list[list[tuple[str, Answer]]]:
@@ -155,8 +160,8 @@ class TabularRunner:
         from zoo.pipeline import tabular
 
         table = prepared[0]
-        rows = tabular.decode(outputs, len(table.tensor))
-        if rows is None:  # not a classifier: the outputs as they are, one answer for the whole table
+        rows = tabular.decode(outputs, table.rows, self.labels)
+        if rows is None:  # neither classifier nor regressor: the outputs as they are, one answer for the table
             return [[(table.name, RawOutputs({k: np.asarray(v) for k, v in outputs.items()}))]]
         return [[(f"{table.name}[{i}]", Rows((row,))) for i, row in enumerate(rows)]]
 
@@ -181,8 +186,8 @@ def select_runner(*, recipe: ImageRecipe | Step | None, inputs: Sequence[NodeArg
     if recipe is not None:
         task = entry.task if entry else "unknown"
         return ImageRunner(recipe=recipe, inputs=inputs, entry=entry, labels=labels, task=task)
-    if (entry is None or entry.preprocess is None) and len(inputs) == 1 and len(inputs[0].shape) == 2:
-        return TabularRunner(inputs=inputs)
+    if (entry is None or entry.preprocess is None) and inputs and all(len(i.shape) == 2 for i in inputs):
+        return TabularRunner(inputs=inputs, labels=labels)
     return NoRunner(needs_recipe(entry, name, path), task=entry.task if entry else "unknown")
 
 

@@ -15,6 +15,7 @@ from zoo.cli.export import export
 from zoo.cli.mirror import mirror
 from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, opset_option, table
 from zoo.cli.run import bench, check, predict
+from zoo.cli.serve import serve
 from zoo.errors import ZooError
 from zoo.printable import printable
 
@@ -180,11 +181,14 @@ def _recipe_line(recipe: Any) -> str:
               help="Mirror base URL laid out like the zoo repo; tried before ZOO_MIRROR and Hugging Face.")
 @click.option("--force", is_flag=True, help="Download again even when the file is cached.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Pull this many models in parallel.")
+@click.option("-c", "--connections", type=click.IntRange(min=1, max=16), default=None,
+              help="Parallel Range connections per file (default: 4 for files of 64 MiB or more when the "
+                   "server serves ranges, else 1).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
 @handle_errors
 def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirrors: tuple[str, ...], force: bool,
-         jobs: int, quiet: bool, as_json: bool) -> None:
+         jobs: int, connections: int | None, quiet: bool, as_json: bool) -> None:
     """Download models, verify their sha256 and size, and print their local paths.
 
     A cached model costs no network and no re-hash. Stdout gets one absolute
@@ -194,6 +198,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
     Examples:
       zoo pull vgg19-7
       zoo pull mnist-8 squeezenet1.1 resnet50 -j 3
+      zoo pull vgg19-7 -c 8
       zoo pull mnist-8 --with-test-data --mirror http://mirror.local/zoo
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -207,7 +212,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
     def one(entry: Any) -> dict[str, Any] | ZooError:
         try:
             results = api.pull_entry(entry, with_test_data=with_test_data, mirrors=mirrors, force=force,
-                                     progress=False if quiet else None)
+                                     progress=False if quiet else None, connections=connections)
         except ZooError as exc:
             return exc
         out = results[0].to_dict()
@@ -225,7 +230,7 @@ def pull(names: tuple[str, ...], opset: int | None, with_test_data: bool, mirror
             click.echo(item["path"])
     failures = [o for o in outcomes if isinstance(o, ZooError)]
     for failure in failures[:-1]:
-        click.secho(f"error: {failure.what}", fg="red", err=True)
+        click.secho(f"error: {printable(failure.what)}", fg="red", err=True)  # server text, names from manifests
     if failures:
         raise failures[-1]
 
@@ -255,5 +260,5 @@ def main() -> None:
     cli(prog_name="zoo")
 
 
-for _command in (predict, check, bench, cache_group, mirror, export, add, remove):
+for _command in (predict, check, bench, cache_group, mirror, export, add, remove, serve):
     cli.add_command(_command)

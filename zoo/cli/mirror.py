@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, table
+from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, table
 
 if TYPE_CHECKING:
     from zoo.store.mirror import ExportPlan, ExportResult
@@ -59,8 +59,8 @@ def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bo
     from zoo.store import mirror as mirror_mod
 
     plan = mirror_mod.plan(dest, _resolve(names) if names else None, with_test_data=with_test_data)
-    for note in plan.notes:
-        click.echo(note if note.startswith("warning: ") else f"note: {note}", err=True)
+    for text in plan.notes:
+        click.echo(text if text.startswith("warning: ") else f"note: {text}", err=True)
     if not plan.steps and not plan.carried:
         click.echo("nothing to export: no models are cached (`zoo pull NAME` first)", err=True)
         return
@@ -68,6 +68,12 @@ def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bo
         _show_plan(plan, as_json)
         return
     result = plan.execute()
+    from zoo.store.add import export_manifest  # in-house models travel with their manifest entries
+
+    carried = export_manifest(dest, [f.model_id for f, _ in result.files])
+    if carried is not None:
+        click.echo(f"note: wrote {carried} (your models' manifest); elsewhere: download it and list it "
+                   "in ZOO_MANIFESTS", err=True)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -78,11 +84,10 @@ def _resolve(names: Sequence[str]) -> list[str]:
     """Model ids for the names (id, alias or hub name), saying on stderr what an alias resolved to."""
     from zoo.api import load_index
 
-    index, ids = load_index(), []
+    ids: list[str] = []
     for name in names:
-        resolution = index.resolve(name)
-        if resolution.note:
-            click.echo(f"note: {resolution.note}", err=True)
+        resolution = load_index().resolve(name)  # the full index: housekeeping writes nothing extra
+        note(resolution.note)
         if resolution.entry.id not in ids:
             ids.append(resolution.entry.id)
     return ids

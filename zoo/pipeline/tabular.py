@@ -1,7 +1,20 @@
-"""Non-image models (e.g. scikit-learn via skl2onnx): read tables, decode classifier outputs."""
+"""Tabular models (scikit-learn via skl2onnx, XGBoost/LightGBM via onnxmltools, ...): tables in, rows out.
+
+A table is a .csv (a header row is recognised when any of its cells is no number), a
+.npy array, an array, a list of rows, or a mapping {column: values}. One graph input
+[N, F] takes F columns in order; several inputs [N, 1] (converters given one input per
+column) take the columns of the same names, so the header must name them. A string
+input gets the column's text as it is; numeric inputs get numbers.
+
+Outputs become one TabularPrediction per row, whatever the converter's shapes: a label
+tensor with probabilities as a [N, C] tensor or a ZipMap (a list of {class: p}), or a
+regressor's single [N] / [N, k] output as `value`.
+"""
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,66 +24,213 @@ from zoo.errors import InputError
 if TYPE_CHECKING:
     import numpy as np
 
+MAX_CSV_SIZE = 512 * 1024 * 1024  # a table is read whole; anything larger wants a streaming reader
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """What one graph input needs: its name, feature count (None: dynamic) and element type."""
+
+    name: str
+    width: int | None
+    type: str  # onnxruntime's spelling: tensor(float), tensor(string), ...
+
 
 @dataclass(frozen=True, slots=True)
 class TabularPrediction:
-    """One row's answer: the predicted label and, when the model gives them, class probabilities."""
+    """One row's answer: a classifier's label (with its class index and probabilities) or a regressor's value."""
 
     label: Any
     probabilities: tuple[tuple[Any, float], ...] = ()
+    index: int | None = None  # the raw class when labels gave it a name
+    value: float | tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": _plain(self.label), "probabilities": {str(k): float(v) for k, v in self.probabilities}}
+        return {"label": _plain(self.label), "index": self.index,
+                "probabilities": {str(k): float(v) for k, v in self.probabilities}, "value": self.value}
 
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def read_table(path: str | Path) -> np.ndarray:
-    """A .npy array, or a .csv of numbers (a header row is skipped)."""
-    import numpy as np
-
+def read_cells(path: str | Path) -> tuple[tuple[str, ...] | None, list[list[str]]]:
+    """The header (None when the first row is all numbers) and the text cells of a .csv file."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"cannot read {p}: no such file", expected=["a .npy or .csv file of numbers"])
-    if p.suffix == ".npy":
-        return np.load(p, allow_pickle=False)
     try:
-        lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        rows = [ln.split(",") for ln in lines]
-        if rows and not _numeric(rows[0]):
-            rows = rows[1:]
-        return np.asarray([[float(v) for v in row] for row in rows], dtype=np.float32)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {p} as a table of numbers: {exc}",
-                         expected=["comma-separated numbers, one row per sample"]) from None
+        if p.stat().st_size > MAX_CSV_SIZE:
+            raise InputError(f"{p} is larger than {MAX_CSV_SIZE} bytes", expected=["a smaller table"])
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {p} as a table: {getattr(exc, 'strerror', None) or exc}",
+                         expected=["a UTF-8 .csv file, one row per sample"]) from None
+    rows = [[c.strip() for c in row] for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    if rows and not all(_number(c) for c in rows[0]):
+        return tuple(rows[0]), rows[1:]
+    return None, rows
 
 
-def _numeric(row: list[str]) -> bool:
+def _number(cell: str) -> bool:
     try:
-        [float(v) for v in row]
+        float(cell)
     except ValueError:
         return False
     return True
 
 
-def decode(outputs: dict[str, Any], rows: int) -> list[TabularPrediction] | None:
-    """Classifier outputs (label tensor + probabilities as tensor or ZipMap) -> one result per row."""
+def read_table(path: str | Path, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    """Feeds {input name: array} from a .npy or .csv file (InputError on missing, extra or bad columns)."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"cannot read {p}: no such file", expected=["a .npy or .csv file"])
+    if p.suffix.lower() == ".npy":
+        try:
+            return table_feeds(np.load(p, allow_pickle=False), columns, str(p))
+        except ValueError as exc:
+            raise InputError(f"cannot read {p} as an array: {exc}", expected=["a .npy file of numbers"]) from None
+    header, cells = read_cells(p)
+    if not cells:
+        raise InputError(f"{p} has no rows", expected=["one row per sample"])
+    widths = {len(r) for r in cells}
+    if len(widths) != 1 or (header is not None and widths != {len(header)}):
+        raise InputError(f"{p}: rows have {sorted(widths)} cells" + (f", the header {len(header)}" if header else ""),
+                         expected=["the same number of comma-separated cells on every row"])
+    if len(columns) == 1:
+        return {columns[0].name: _single(cells, header, columns[0], str(p))}
+    return _by_name(cells, header, columns, str(p))
+
+
+def _single(cells: list[list[str]], header: tuple[str, ...] | None, col: Column, source: str) -> np.ndarray:
+    count = len(cells[0])
+    if col.width is not None and count != col.width:
+        shown = f" ({', '.join(header)})" if header else ""
+        raise InputError(f"{source} has {count} columns{shown}; the model's input {col.name!r} takes {col.width}",
+                         expected=[f"{col.width} columns in the order the model was trained on"])
+    return _convert([[row[i] for i in range(count)] for row in cells], col, source)
+
+
+def _by_name(cells: list[list[str]], header: tuple[str, ...] | None, columns: Sequence[Column],
+             source: str) -> dict[str, np.ndarray]:
+    names = [c.name for c in columns]
+    if header is None:
+        raise InputError(f"{source} has no header, but the model takes {len(columns)} named inputs",
+                         expected=[f"a header row naming the columns {', '.join(names)}"])
+    missing = [n for n in names if n not in header]
+    extra = [h for h in header if h not in names]
+    if missing or extra:
+        said = "; ".join(s for s in (f"missing {', '.join(missing)}" if missing else "",
+                                     f"extra {', '.join(extra)}" if extra else "") if s)
+        raise InputError(f"{source}: the columns do not match the model's inputs: {said}",
+                         expected=[f"exactly the columns {', '.join(names)} (any order)"])
+    feeds = {}
+    for col in columns:
+        if col.width not in (1, None):
+            raise InputError(f"input {col.name!r} takes {col.width} values per row; a CSV column holds one",
+                             expected=["pass a mapping {input name: array} from Python"])
+        i = header.index(col.name)
+        feeds[col.name] = _convert([[row[i]] for row in cells], col, source)
+    return feeds
+
+
+_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+           "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(string)": "object"}
+
+
+def _convert(rows: Sequence[Sequence[Any]], col: Column, source: str) -> np.ndarray:
+    import numpy as np
+
+    dtype = _DTYPES.get(col.type)
+    if dtype is None:
+        raise InputError(f"input {col.name!r} is {col.type}, which zoo cannot fill from a table",
+                         expected=["float, double, int32, int64, bool or string inputs"])
+    if dtype == "object":
+        return np.asarray([[str(v) for v in row] for row in rows], dtype=object)
+    try:
+        if dtype == "bool":
+            return np.asarray([[str(v).lower() in ("1", "true", "yes", "1.0") for v in row] for row in rows])
+        return np.asarray(rows, dtype=np.float64).astype(dtype)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{source}: input {col.name!r} takes numbers: {exc}",
+                         expected=[f"numbers in the column(s) of {col.name}"]) from None
+
+
+def table_feeds(data: Any, columns: Sequence[Column], source: str) -> dict[str, np.ndarray]:
+    """Feeds from an in-memory table: an array or list of rows (one input), or {column: values}."""
+    import numpy as np
+
+    if isinstance(data, Mapping):
+        return _mapping_feeds(data, columns, source)
+    if len(columns) != 1:
+        raise InputError(f"{source}: the model takes {len(columns)} inputs ({', '.join(c.name for c in columns)})",
+                         expected=["a .csv with a header naming them, or a mapping {input name: values}"])
+    col = columns[0]
+    arr = np.asarray(data)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InputError(f"{source}: a table must be 1 or 2-dimensional, got shape {list(arr.shape)}",
+                         expected=[f"rows of {col.width or 'N'} values"])
+    if arr.dtype.kind in "iufb" and col.type in _DTYPES and col.type != "tensor(string)":
+        return {col.name: arr.astype(_DTYPES[col.type])}
+    return {col.name: _convert(arr.tolist(), col, source)}
+
+
+def _mapping_feeds(data: Mapping[str, Any], columns: Sequence[Column], source: str) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    names = [c.name for c in columns]
+    missing, extra = [n for n in names if n not in data], [k for k in data if k not in names]
+    if missing or extra:
+        raise InputError(f"{source}: keys do not match the model's inputs (missing {missing}, extra {extra})",
+                         expected=[f"the keys {', '.join(names)}"])
+    out = {}
+    for col in columns:
+        arr = np.asarray(data[col.name])
+        rows = arr.reshape(-1, 1) if arr.ndim == 1 else arr
+        out[col.name] = _convert(rows.tolist(), col, source)
+    return out
+
+
+def decode(outputs: dict[str, Any], rows: int, labels: Sequence[str] | None = None) -> list[TabularPrediction] | None:
+    """One result per row: classifier (label + probabilities) or regressor (value); None for other outputs."""
     import numpy as np
 
     names = list(outputs)
     label_name = next((n for n in names if "label" in n.lower()), None)
     prob_name = next((n for n in names if "prob" in n.lower()), None)
     if label_name is None:
-        return None
-    labels = np.asarray(outputs[label_name]).reshape(-1)
+        return _regression(outputs, rows)
+    raw = np.asarray(outputs[label_name]).reshape(-1)
     probs: list[tuple[tuple[Any, float], ...]] = [()] * rows
     if prob_name is not None:
-        raw = outputs[prob_name]
-        if isinstance(raw, list):  # ZipMap: a sequence of {class: probability}
-            probs = [tuple((k, float(v)) for k, v in row.items()) for row in raw]
+        given = outputs[prob_name]
+        if isinstance(given, list):  # ZipMap: a sequence of {class: probability}
+            probs = [tuple((_plain(k), float(v)) for k, v in row.items()) for row in given]
         else:
-            arr = np.asarray(raw).reshape(rows, -1)
+            arr = np.asarray(given).reshape(rows, -1)
             probs = [tuple((i, float(p)) for i, p in enumerate(row)) for row in arr]
-    return [TabularPrediction(labels[i], probs[i]) for i in range(rows)]
+    named = labels is not None and raw.dtype.kind in "iu" and all(0 <= int(v) < len(labels) for v in raw)
+    if not named or labels is None:
+        return [TabularPrediction(_plain(raw[i]), probs[i]) for i in range(rows)]
+
+    def name(key: Any) -> Any:
+        return labels[key] if isinstance(key, int) and 0 <= key < len(labels) else key
+
+    return [TabularPrediction(labels[int(raw[i])], tuple((name(k), p) for k, p in probs[i]), index=int(raw[i]))
+            for i in range(rows)]
+
+
+def _regression(outputs: dict[str, Any], rows: int) -> list[TabularPrediction] | None:
+    import numpy as np
+
+    if len(outputs) != 1:
+        return None
+    arr = np.asarray(next(iter(outputs.values())))
+    if arr.dtype.kind != "f" or arr.ndim not in (1, 2) or arr.shape[0] != rows:
+        return None
+    flat = arr.reshape(rows, -1)
+    if flat.shape[1] == 1:
+        return [TabularPrediction(None, value=float(flat[i, 0])) for i in range(rows)]
+    return [TabularPrediction(None, value=tuple(float(v) for v in flat[i])) for i in range(rows)]

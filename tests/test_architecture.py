@@ -18,7 +18,7 @@ LAYERS = [
     ("zoo.errors", "zoo.printable", "zoo.version"),
     ("zoo.index",),
     ("zoo.store",),
-    ("zoo.pipeline", "zoo.runtime", "zoo.check"),
+    ("zoo.pipeline", "zoo.runtime", "zoo.check", "zoo.tuning"),
     ("zoo.runners", "zoo.prediction"),
     ("zoo.model",),
     ("zoo.api", "zoo.batch", "zoo.bench", "zoo.hub", "zoo.ray", "zoo.export", "zoo.serve", "zoo"),

@@ -200,3 +200,17 @@ def test_predictions_are_typed_and_render_by_type(tmp_path: Path) -> None:
     assert isinstance(again.predictions, Classes) and again.to_dict() == top.to_dict()
     assert Failure("x.jpg", "m", "unreadable", "try another").to_dict() == {
         "input": "x.jpg", "model": "m", "error": "unreadable", "hint": "try another"}
+
+
+def test_tabular_rows_render_labels_and_regressor_values() -> None:
+    from zoo.pipeline import render
+    from zoo.pipeline.answers import Rows, from_plain
+    from zoo.pipeline.tabular import TabularPrediction
+
+    head = render.Header("rows.csv[0]", "m", "CPUExecutionProvider")
+    value = Rows((TabularPrediction(None, (), None, 3.25),))
+    label = Rows((TabularPrediction("virginica", (("setosa", 0.1), ("virginica", 0.9)), 2),))
+    assert render.text(head, value).splitlines()[1] == "  value 3.25"
+    assert render.text(head, label).splitlines()[1] == "  label virginica  (setosa: 0.100, virginica: 0.900)"
+    for rows in (value, label):  # rows that crossed a process boundary come back the same
+        assert from_plain("tabular", rows.to_dict()).to_dict() == rows.to_dict()

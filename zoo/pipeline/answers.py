@@ -87,8 +87,15 @@ def from_plain(task: str, data: Any) -> Answer:
         if data and all("score" in d and "index" in d for d in data):
             return Classes(Classification(int(d["index"]), d.get("label"), float(d["score"])) for d in data)
         if data and all("probabilities" in d for d in data):
-            return Rows(TabularPrediction(d.get("label"), tuple(dict(d["probabilities"]).items())) for d in data)
+            return Rows(TabularPrediction(d.get("label"), tuple(dict(d["probabilities"]).items()), d.get("index"),
+                                          _value(d.get("value"))) for d in data)
     return Plain(data)
+
+
+def _value(value: Any) -> float | tuple[float, ...] | None:
+    if isinstance(value, list):
+        return tuple(float(v) for v in value)
+    return None if value is None else float(value)
 
 
 def _box(values: Iterable[Any]) -> tuple[float, float, float, float]:

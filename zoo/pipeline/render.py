@@ -56,6 +56,10 @@ def _lines(answer: Answer) -> list[str]:
     if isinstance(answer, Rows):
         out = []
         for row in answer:
+            if row.label is None and row.value is not None:  # a regressor
+                values = row.value if isinstance(row.value, tuple) else (row.value,)
+                out.append("  value " + ", ".join(f"{v:.6g}" for v in values))
+                continue
             probs = ", ".join(f"{k}: {v:.3f}" for k, v in row.probabilities)
             out.append(f"  label {_plain(row.label)}" + (f"  ({probs})" if probs else ""))
         return out

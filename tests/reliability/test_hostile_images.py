@@ -251,7 +251,7 @@ def _sixteen_bit_gray(buf: io.BytesIO) -> None:
     import numpy as np
     from PIL import Image
 
-    Image.fromarray((np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)).save(buf, "PNG")
+    Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).save(buf, "PNG")
 
 
 def _cmyk_jpeg(buf: io.BytesIO) -> None:

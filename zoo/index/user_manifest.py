@@ -73,6 +73,15 @@ def with_default(zoo_manifests: str) -> tuple[str, tuple[int, int, int] | None]:
     return os.pathsep.join(filter(None, (zoo_manifests, str(mine)))), found
 
 
+def is_read(path: Path) -> bool:
+    """Whether the index reads the manifest at `path` (the default user manifest, or listed in ZOO_MANIFESTS)."""
+    real = Path(path).expanduser().resolve()
+    if real == default_path().resolve():
+        return True
+    listed = [Path(p).expanduser().resolve() for p in os.environ.get("ZOO_MANIFESTS", "").split(os.pathsep) if p]
+    return any(p == real or p in real.parents for p in listed)
+
+
 def empty_document() -> Document:
     return {"schema_version": SCHEMA_VERSION, "family": FAMILY, "models": []}
 

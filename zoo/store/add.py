@@ -6,6 +6,8 @@ into the verified cache (download.import_file: hashed again while copied), and o
 then writes the entry into the user manifest (zoo.index.user_manifest.update: locked,
 atomic). A failure at any step leaves the manifest as it was; a blob imported before a
 failed manifest write is an orphan that `zoo cache prune` removes, never a broken entry.
+`previous_entry()` and `restore_entry()` let a caller undo an add whose next step failed
+(`zoo add --test-inputs` records a test set after adding: zoo.store.recorded).
 """
 
 from __future__ import annotations
@@ -302,3 +304,17 @@ def _manifest_form(entry: ModelEntry) -> dict[str, Any]:
     for key in ("family", "manifest", "sha256", "bytes"):
         out.pop(key, None)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def previous_entry(model_id: str, manifest: Path | None = None) -> dict[str, Any] | None:
+    """The entry `model_id` has in the manifest now (before an add replaces it), or None."""
+    manifest = Path(manifest) if manifest is not None else user_manifest.default_path()
+    key = model_id.lower()
+    return next((m for m in user_manifest.read(manifest)["models"] if str(m.get("id", "")).lower() == key), None)
+
+
+def restore_entry(model_id: str, previous: dict[str, Any] | None, manifest: Path | None = None) -> None:
+    """Undo an add whose test inputs failed: the previous entry back, or none (its blob is left for prune)."""
+    manifest = Path(manifest) if manifest is not None else user_manifest.default_path()
+    user_manifest.update(manifest, lambda d: user_manifest.upsert(d, previous) if previous is not None
+                         else user_manifest.without(d, model_id), _validate)

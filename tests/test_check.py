@@ -246,3 +246,10 @@ def test_a_known_but_missing_provider_still_falls_back_with_a_warning(tmp_path: 
     result = run("check", str(plus_one(tmp_path / "plus.onnx")), "--provider", "migraphx", "--test-data",
                  str(tmp_path / "data"))
     assert "MIGraphXExecutionProvider not in use" in result.stderr and "PASS" in result.stdout
+
+
+def test_string_outputs_are_compared_exactly() -> None:
+    labels = np.array(["setosa", "virginica"], dtype=object)
+    assert check.compare("s", "label", labels.copy(), labels, "allclose").passed
+    differ = check.compare("s", "label", np.array(["setosa", "setosa"], dtype=object), labels, "allclose")
+    assert differ.failed == ("1 of 2 values differ (compared exactly)",)

@@ -15,6 +15,7 @@ from zoo.prediction import Failure, Prediction
 from zoo.store import cache, index_cache, sources
 from zoo.store.add import AddResult, RemoveResult
 from zoo.store.pull import pull_entry, test_data_dir
+from zoo.store.recorded import TestDataResult
 
 __all__ = [
     "AddResult",
@@ -122,10 +123,16 @@ def check_providers(name_or_path: str | Path, *, opset: int | None = None, test_
 
 def add(path: str | Path, model_id: str, *, task: str | None = None, recipe: str | ImageRecipe | None = None,
         labels: str | Sequence[str] | None = None, postprocess: str | None = None,
-        manifest: str | Path | None = None) -> AddResult:
-    """Make a local .onnx a zoo model `model_id`: verified cache entry + user manifest entry (`zoo add`)."""
+        manifest: str | Path | None = None, test_inputs: Sequence[str | Path] = ()) -> AddResult:
+    """Make a local .onnx a zoo model `model_id`: verified cache entry + user manifest entry (`zoo add`).
+
+    `test_inputs` (images, .csv/.npy rows) are run once through the added model and kept as its
+    test set, so `zoo check ID` works; when that fails, the entry goes back to what it was.
+    """
+    from dataclasses import replace
+
     from zoo.pipeline import preprocess
-    from zoo.store.add import add_model
+    from zoo.store.add import add_model, previous_entry, restore_entry
 
     def named(hw: tuple[int, int] | None) -> ImageRecipe:  # a registered recipe, fitted to the input size
         chosen = preprocess.get(str(recipe))
@@ -134,8 +141,34 @@ def add(path: str | Path, model_id: str, *, task: str | None = None, recipe: str
                            hint="pass an ImageRecipe or --recipe-json FILE")
         return preprocess.with_input(chosen, hw)
 
-    return add_model(Path(path), model_id, task=task, recipe=named if isinstance(recipe, str) else recipe,
-                     labels=labels, postprocess=postprocess, manifest=None if manifest is None else Path(manifest))
+    target = None if manifest is None else Path(manifest)
+    previous = previous_entry(model_id, target) if test_inputs else None
+    result = add_model(Path(path), model_id, task=task, recipe=named if isinstance(recipe, str) else recipe,
+                       labels=labels, postprocess=postprocess, manifest=target)
+    if not test_inputs:
+        return result
+    try:
+        recorded = record_test_inputs(result.entry.id, test_inputs, manifest=result.manifest)
+    except BaseException:  # nothing half-done: the entry goes back to what it was before this add
+        restore_entry(result.entry.id, previous, result.manifest)
+        raise
+    return replace(result, entry=recorded.entry, recorded=recorded)
+
+
+def record_test_inputs(model_id: str, inputs: Sequence[str | Path], *, manifest: Path) -> TestDataResult:
+    """Load an added model as `zoo predict` does, run it once per input, and keep feeds and outputs as its test set."""
+    from zoo.store.recorded import RecordedSet, record_test_data, storable_outputs
+
+    loaded = load(model_id)
+    loaded.ensure_runnable()  # e.g. an image model added without a recipe: say so, as predict does
+    order = [meta.name for meta in loaded.input_metas]
+    sets: list[RecordedSet] = []
+    skipped: tuple[str, ...] = ()
+    for item in inputs:
+        feeds = loaded.feeds([loaded.prepare(str(item))])  # prepared exactly as predict prepares it
+        outputs, skipped = storable_outputs(list(loaded.run(feeds).items()))
+        sets.append(RecordedSet(tuple((name, feeds[name]) for name in order), outputs))
+    return record_test_data(model_id, sets, manifest=manifest, skipped=skipped)
 
 
 def remove(model_id: str, *, manifest: str | Path | None = None, keep_files: bool = False) -> RemoveResult:

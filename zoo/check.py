@@ -245,6 +245,10 @@ def compare(set_name: str, output: str, got: Any, expected: Any, mode: Mode, *,
         steps = None if not scale else round(diff / scale, 1)
         return OutputCheck(set_name, output, mode, diff, first_exp, first_got, failed=tuple(failed),
                            rank_correlation=rho, quant_steps=steps)
+    if not numeric:  # string or bool outputs (class labels) have no tolerance: they are equal or not
+        if not np.array_equal(got, expected):
+            failed.append(f"{int((got != expected).sum())} of {got.size} values differ (compared exactly)")
+        return OutputCheck(set_name, output, mode, None, first_exp, first_got, failed=tuple(failed))
     if not np.allclose(got, expected, rtol=FLOAT_RTOL, atol=FLOAT_ATOL):
         failed.append(f"max |diff| {diff:.3g} beyond atol {FLOAT_ATOL:g} + rtol {FLOAT_RTOL:g} * |expected|")
     return OutputCheck(set_name, output, mode, diff, first_exp, first_got, failed=tuple(failed))

@@ -13,7 +13,7 @@ import click
 from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option
 
 if TYPE_CHECKING:
-    from zoo.store.recorded import TestDataResult
+    pass
 
 
 @click.command(epilog=EPILOG)
@@ -57,11 +57,8 @@ def add(file: Path, inputs: tuple[Path, ...], model_id: str, task: str | None, r
       zoo add flowers.onnx --id flowers --recipe-json recipe.json --test-inputs rose.jpg tulip.jpg
       zoo check flowers
     """
-    from dataclasses import replace
-
     from zoo import api
     from zoo.errors import InputError
-    from zoo.store.add import previous_entry, restore_entry
 
     if recipe and recipe_json:
         raise InputError("--recipe and --recipe-json were both given", expected=["one of them"])
@@ -69,23 +66,15 @@ def add(file: Path, inputs: tuple[Path, ...], model_id: str, task: str | None, r
     chosen: Any = recipe
     if recipe_json is not None:
         chosen = _read_recipe(recipe_json)
-    previous = previous_entry(model_id, manifest) if record else None
     result = api.add(file, model_id, task=task, recipe=chosen, labels=labels, postprocess=postprocess,
-                     manifest=manifest)
-    recorded = None
-    if record:
-        try:
-            recorded = _record(result.entry.id, inputs, result.manifest)
-        except BaseException:  # nothing half-done: the entry goes back to what it was before this add
-            restore_entry(result.entry.id, previous, result.manifest)
-            raise
-        result = replace(result, entry=recorded.entry)
-        if recorded.skipped:
-            click.echo(f"note: the test set leaves out {', '.join(recorded.skipped)}: not a numeric tensor (ZipMap's "
-                       f"list of dicts cannot be a TensorProto); `zoo check {result.entry.id}` compares "
-                       f"{', '.join(recorded.recorded)}", err=True)
+                     manifest=manifest, test_inputs=inputs if record else ())
+    recorded = result.recorded
+    if recorded is not None and recorded.skipped:
+        click.echo(f"note: the test set leaves out {', '.join(recorded.skipped)}: not a numeric tensor (ZipMap's "
+                   f"list of dicts cannot be a TensorProto); `zoo check {result.entry.id}` compares "
+                   f"{', '.join(recorded.recorded)}", err=True)
     if as_json:
-        emit_json({**result.to_dict(), "recorded": None if recorded is None else recorded.to_dict()})
+        emit_json(result.to_dict())
         return
     e = result.entry
     click.echo(f"{'replaced' if result.replaced else 'added'} {e.id}: {e.task}, opset {e.opset}, sha256 {e.sha256}, "
@@ -118,23 +107,6 @@ def _check_inputs(inputs: tuple[Path, ...], *, record: bool, manifest: Path | No
         raise InputError(f"--test-inputs runs the model through zoo, which does not read {manifest}",
                          expected=[f"list it in ZOO_MANIFESTS first (export ZOO_MANIFESTS={manifest})",
                                    "or leave out --manifest (the user manifest is always read)"])
-
-
-def _record(model_id: str, inputs: tuple[Path, ...], manifest: Path) -> TestDataResult:
-    """Load the added model as `zoo predict` does, run it once per input, and keep feeds and outputs."""
-    from zoo import api
-    from zoo.store.recorded import RecordedSet, record_test_data, storable_outputs
-
-    model = api.load(model_id)
-    model.ensure_runnable()  # e.g. an image model added without a recipe: say so, as predict does
-    order = [meta.name for meta in model.input_metas]
-    sets: list[RecordedSet] = []
-    skipped: tuple[str, ...] = ()
-    for item in inputs:
-        feeds = model.feeds([model.prepare(item)])  # prepared exactly as predict prepares it
-        outputs, skipped = storable_outputs(list(model.run(feeds).items()))
-        sets.append(RecordedSet(tuple((name, feeds[name]) for name in order), outputs))
-    return record_test_data(model_id, sets, manifest=manifest, skipped=skipped)
 
 
 def _read_recipe(path: Path) -> Any:

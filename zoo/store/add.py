@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import InputError, UnknownModelError, ZooError
 from zoo.index import labels as label_sets
@@ -35,6 +35,10 @@ RecipeArg = ImageRecipe | Mapping[str, Any] | NamedRecipe | None
 MANIFEST_NAME = "zoo-manifest.json"  # beside zoo-mirror.json in an exported mirror
 
 
+if TYPE_CHECKING:
+    from zoo.store.recorded import TestDataResult
+
+
 @dataclass(frozen=True, slots=True)
 class AddResult:
     """The entry written, where, and the verified cached file it points at."""
@@ -43,10 +47,11 @@ class AddResult:
     manifest: Path
     path: Path
     replaced: bool
+    recorded: TestDataResult | None = None  # the test set `test_inputs` recorded, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.entry.to_dict(), "manifest": str(self.manifest), "cached_path": str(self.path),
-                "replaced": self.replaced}
+                "replaced": self.replaced, "recorded": None if self.recorded is None else self.recorded.to_dict()}
 
 
 @dataclass(frozen=True, slots=True)

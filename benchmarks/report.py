@@ -27,6 +27,7 @@ def render(rows: list[Row], cfg: Config, names: list[str], seconds: float) -> st
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- mode: {mode}; benchmarks: {', '.join(names)}; total {seconds:.0f} s",
         f"- machine: {cpu_model()}, {os.cpu_count()} cores, {ram_gib():.1f} GiB RAM, {platform.platform()}",
+        f"- CPU SIMD (int8 kernels depend on it): {simd_flags()}",
         f"- Python {platform.python_version()} ({sys.executable})",
         f"- {versions()}",
         "",
@@ -62,6 +63,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+# The flags onnxruntime's int8 (MLAS) and float kernels dispatch on, in /proc/cpuinfo's spelling.
+SIMD = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+        "amx_bf16", "asimd", "asimddp", "sve")
+
+
+def simd_flags() -> str:
+    """Which of SIMD this CPU has (VNNI and AMX change int8 speed and rounding), or why unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    have = [name for name in SIMD if name in flags]
+    vnni = "yes" if {"avx512_vnni", "avx_vnni"} & set(flags) else "no"
+    amx = "yes" if "amx_int8" in flags else "no"
+    return f"VNNI {vnni}, AMX {amx} ({' '.join(have) or 'none of ' + ' '.join(SIMD)})"
 
 
 def ram_gib() -> float:

@@ -83,7 +83,7 @@ def test_predict_iter_batches_a_dynamic_model_in_order(seeded: None, tmp_path: P
     model.run = counting
     results = list(model.predict_iter(names, batch_size=4, topk=1))
     assert [r.input for r in results] == names
-    assert calls == [4, 4, 2]
+    assert sorted(calls) == [2, 4, 4]  # batches of at most 4; streams may finish in any order
     assert [r.predictions[0].index for r in results] == [model.predict(n, topk=1).predictions[0].index
                                                           for n in names]
 

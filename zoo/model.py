@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ from zoo.store import cache, index_cache
 from zoo.store.pull import ensure_test_data, pull_entry
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import numpy as np
     from onnxruntime import InferenceSession, NodeArg
 
@@ -216,30 +218,54 @@ class Model:
                      topk: int | None = None, score_threshold: float | None = None) -> Iterator[Result]:
         """Predictions (or Failure rows) for many inputs, in input order, streaming.
 
-        Preparing runs in a thread pool while the model runs; only a few batches of
-        prepared inputs exist at a time. An input that cannot be read is a Failure row.
+        Inputs go in chunks (one run's worth; a few for a model with a fixed batch of one) to
+        `workers` streams, threads that each prepare their chunk and run it: decoding overlaps
+        runs, and on a session with one intra-op thread (as `zoo predict DIR` loads it) runs
+        overlap each other too (zoo.tuning says why and picks the defaults). For throughput,
+        load with `threads=tuning.folder_threads(tuning.usable_cores())` (1 on up to 8 cores):
+        `zoo.load()`'s default session spins an intra-op thread per core, best for one image's
+        latency but burning the cycles the other streams need (BENCHMARKS.md). At most
+        tuning.chunks_ahead(workers) chunks are in flight, so memory stays flat on any number
+        of inputs. An input that cannot be read is a Failure row.
         """
+        from concurrent.futures import ThreadPoolExecutor  # only streaming needs these: zoo.load stays lighter
+
+        from zoo import tuning
+
         self.ensure_runnable()
         limit = max(1, min(batch_size, self.max_batch))
-        workers = workers or min(4, os.cpu_count() or 1)
-        source = iter(items)
-        pending: deque[tuple[str, Future[Any]]] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="zoo-prepare") as pool:
-            def refill() -> None:
-                while len(pending) < 2 * limit + workers:
-                    item = next(source, _END)
-                    if item is _END:
-                        return
-                    pending.append((describe(item), pool.submit(self.prepare, item)))
+        threads = self.session.get_session_options().intra_op_num_threads
+        workers = workers or tuning.stream_workers(tuning.usable_cores(), threads)
+        size = tuning.chunk_size(limit, batched=self.max_batch > 1)  # groups then never exceed `limit`
 
-            refill()
-            while pending:
-                group, failure = _take_group(pending, limit, self.batch_key)
-                refill()
-                if group:
-                    yield from self._run_or_fail(group, topk, score_threshold)
-                if failure is not None:
-                    yield Failure(failure[0], self.name, failure[1].what, failure[1].hint)
+        def run(ready: list[tuple[str, Any]]) -> list[Result]:
+            return [row for group in self._groups(ready) for row in self._run_or_fail(group, topk, score_threshold)]
+
+        def stream(chunk: list[object]) -> list[Result]:
+            rows: list[Result] = []
+            ready: list[tuple[str, Any]] = []
+            for item in chunk:
+                name = describe(item)
+                try:
+                    ready.append((name, self.prepare(item)))
+                except ZooError as exc:  # input order: the inputs before it run first, then its row
+                    rows += run(ready) + [Failure(name, self.name, exc.what, exc.hint)]
+                    ready = []
+            return rows + run(ready)
+
+        source = iter(items)
+        pending: deque[Future[list[Result]]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="zoo-stream") as pool:
+            try:
+                while True:
+                    while len(pending) < tuning.chunks_ahead(workers) and (chunk := list(islice(source, size))):
+                        pending.append(pool.submit(stream, chunk))
+                    if not pending:
+                        return
+                    yield from pending.popleft().result()
+            finally:  # a consumer that stops early (or an error) leaves no queued chunk to run
+                for future in pending:
+                    future.cancel()
 
     def _run_or_fail(self, group: list[tuple[str, Any]], topk: int | None,
                      score_threshold: float | None) -> Iterator[Result]:
@@ -274,32 +300,6 @@ class Model:
             raise ZooError(f"{self.name} has no test-data archive in the index",
                            hint="pass a folder with test_data_set_*/ (zoo check NAME --test-data DIR)")
         return ensure_test_data(self.entry)  # pulled, or restored when a crash left it half there
-
-
-def _take_group(pending: deque[tuple[str, Future[Any]]], limit: int, key_of: Callable[[Any], tuple[object, ...]],
-                ) -> tuple[list[tuple[str, Any]], tuple[str, ZooError] | None]:
-    """The next run's group from the front of `pending`, and the failure that ended it, if one did."""
-    group: list[tuple[str, Any]] = []
-    key = None
-    while pending and len(group) < limit:
-        name, future = pending[0]
-        try:
-            prepared = future.result()
-        except ZooError as exc:
-            if group:
-                break  # run what we have first, to keep input order
-            pending.popleft()
-            return group, (name, exc)
-        item_key = key_of(prepared)
-        if group and item_key != key:
-            break
-        pending.popleft()
-        group.append((name, prepared))
-        key = item_key
-    return group, None
-
-
-_END = object()
 
 
 def describe(item: object) -> str:

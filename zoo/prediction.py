@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.pipeline import render
-from zoo.pipeline.answers import Answer, from_plain
 from zoo.printable import printable, shown
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from zoo.pipeline.answers import Answer
+
+# zoo.pipeline.render and .answers (and the decoders they import) load on first use, not with this
+# module: `zoo.load()` imports it, and a cold load should not pay for rendering (issue 15).
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,14 @@ class Prediction:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Prediction:
         """Rebuild a Prediction from its to_dict() form (rows back from Ray workers)."""
+        from zoo.pipeline.answers import from_plain
+
         return cls(str(row["input"]), str(row["model"]), str(row["provider"]), str(row["task"]),
                    from_plain(str(row["task"]), row["predictions"]))
 
     def __str__(self) -> str:
+        from zoo.pipeline import render
+
         return render.text(render.Header(self.input, self.model, self.provider), self.predictions)
 
     def annotated(self, original: Image.Image | None = None) -> Image.Image:
@@ -43,6 +50,8 @@ class Prediction:
 
         `original` defaults to the input file, opened again.
         """
+        from zoo.pipeline import render
+
         if original is None:
             from zoo.pipeline.images import open_image
 
@@ -57,6 +66,8 @@ class Prediction:
 
     def _repr_html_(self) -> str:
         """Notebook view: the text table, with the annotated picture inline where there is one."""
+        from zoo.pipeline import render
+
         picture = None
         if render.has_picture(self.predictions):
             try:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from zoo.errors import InputError, ZooError
 from zoo.index.manifest import ImageRecipe, ModelEntry, PostprocessSpec
-from zoo.pipeline.answers import Answer, RawOutputs, Rows, as_answer
 
 if TYPE_CHECKING:
     import numpy as np
     from onnxruntime import NodeArg
 
+    from zoo.pipeline.answers import Answer  # the answer types load with the first decode, not with zoo.load
     from zoo.pipeline.preprocess import Prepared, Step
 
 DYNAMIC_BATCH_LIMIT = 64  # a dynamic batch axis still gets bounded runs: memory stays predictable
@@ -111,6 +111,8 @@ class ImageRunner:
         decoded = postprocess.decode(spec, outputs, batch=len(prepared), geometries=[p.geometry for p in prepared],
                                      prepared=prepared, labels=self.labels, topk=options.topk,
                                      score_threshold=options.score_threshold)
+        from zoo.pipeline.answers import as_answer
+
         return [[(name, as_answer(result))] for name, result in zip(names, decoded)]
 
 
@@ -158,6 +160,7 @@ class TabularRunner:
         import numpy as np
 
         from zoo.pipeline import tabular
+        from zoo.pipeline.answers import RawOutputs, Rows
 
         table = prepared[0]
         rows = tabular.decode(outputs, table.rows, self.labels)

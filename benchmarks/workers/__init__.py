@@ -1,0 +1,1 @@
+"""Benchmark sides that run in their own fresh process (python -m benchmarks.workers.NAME ...)."""

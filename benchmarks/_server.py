@@ -5,12 +5,16 @@ so the server is never what limits a client on loopback. Routes map a URL path
 to a file and extra headers, which is all a zoo mirror or a fake Hugging Face
 `/{repo}/resolve/{revision}/{path}` endpoint needs. Unknown paths answer 404
 (huggingface_hub's telemetry calls such as /api/agent-harnesses included).
+
+`FileServer(cap=50e6)` caps each TCP connection at 50 MB/s with a token bucket
+per connection, as a CDN caps each flow: what parallel Range requests are for.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,29 @@ from urllib.parse import unquote, urlsplit
 HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+CAP_PIECE = 256 * 1024  # bytes per sendfile call under a cap: fine-grained enough for a smooth rate
+
+
+class _Bucket:
+    """A token bucket: `rate` bytes/s on average, bursts of at most CAP_PIECE bytes."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.tokens, self.at = rate, float(CAP_PIECE), time.monotonic()
+
+    def take(self, count: int) -> None:
+        now = time.monotonic()
+        self.tokens = min(float(CAP_PIECE), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < count:
+            time.sleep((count - self.tokens) / self.rate)
+            self.tokens, self.at = float(count), time.monotonic()
+        self.tokens -= count
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     routes: dict[str, tuple[Path, dict[str, str]]]
+    cap: float | None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients hanging up mid-body are not the benchmark's concern
@@ -62,7 +86,17 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.flush()
             with open(path, "rb") as f:
-                self.connection.sendfile(f, start, end - start)
+                self._body(f, start, end)
+
+    def _body(self, f: Any, start: int, end: int) -> None:
+        if self.server.cap is None:
+            self.connection.sendfile(f, start, end - start)
+            return
+        bucket = self.__dict__.setdefault("bucket", _Bucket(self.server.cap))  # one per connection
+        for at in range(start, end, CAP_PIECE):
+            count = min(CAP_PIECE, end - at)
+            bucket.take(count)
+            self.connection.sendfile(f, at, count)
 
     def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -84,7 +118,8 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int]:
 class FileServer:
     """Serve files on 127.0.0.1 (port 0) until the `with` block ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cap: float | None = None) -> None:
+        self.cap = cap  # bytes/s per connection; None: no cap
         self.routes: dict[str, tuple[Path, dict[str, str]]] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -107,6 +142,7 @@ class FileServer:
     def __enter__(self) -> FileServer:
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.routes = self.routes
+        self._httpd.cap = self.cap
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()

@@ -17,6 +17,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +65,24 @@ class Reply:
     body: bytes | None = None
 
 
+class Bucket:
+    """A token bucket: at most `rate` bytes/s on average, in bursts of at most `burst` bytes."""
+
+    def __init__(self, rate: float, burst: int = PIECE) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def take(self, count: int) -> None:
+        """Wait until `count` bytes may go out (count <= burst)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < count:
+            time.sleep((count - self.tokens) / self.rate)
+            self.tokens, self.at = float(count), time.monotonic()
+        self.tokens -= count
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: _Server
@@ -89,9 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server:
-    """Threaded server on 127.0.0.1, port 0; subclasses answer `route()`."""
+    """Threaded server on 127.0.0.1, port 0; subclasses answer `route()`.
 
-    def __init__(self) -> None:
+    `cap`: bytes/s per connection (a token bucket per TCP connection, as a CDN caps
+    each flow), for bodies sent without a fault; None: as fast as loopback goes.
+    """
+
+    def __init__(self, *, cap: float | None = None) -> None:
+        self.cap = cap
         self.requests: list[Request] = []
         self._unstalled = threading.Event()
         self._lock = threading.Lock()
@@ -130,6 +154,12 @@ class _Server:
             self._faults.setdefault(path, []).extend(faults[:-1] if forever else faults)
             if forever:
                 self._forever[path] = faults[-1]
+
+    def clear_faults(self) -> None:
+        """Forget every fault still queued or set forever: from now on, every path behaves."""
+        with self._lock:
+            self._faults.clear()
+            self._forever.clear()
 
     def gets(self, path: str | None = None) -> list[Request]:
         """The GET requests so far, optionally only those for `path`."""
@@ -204,16 +234,28 @@ class _Server:
         first = min(fault.stall_at, limit) if fault.stall else 0
         view = memoryview(data)
         try:
-            _write(h, view[:first])
+            self._send(h, view[:first])
             if fault.stall:
                 self._unstalled.wait(fault.stall)
-            _write(h, view[first:limit])
+            self._send(h, view[first:limit])
         except (ConnectionError, TimeoutError):
             h.close_connection = True
             return
         if limit < len(data):  # drop: hang up with the body short of its Content-Length
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
+
+
+    def _send(self, h: _Handler, data: memoryview) -> None:
+        if self.cap is None:
+            return _write(h, data)
+        bucket = h.__dict__.setdefault("bucket", Bucket(self.cap))  # one per connection (handler)
+        for at in range(0, len(data), PIECE):
+            piece = data[at : at + PIECE]
+            bucket.take(len(piece))
+            h.wfile.write(piece)
+        h.wfile.flush()
+        return None
 
 
 def _write(h: _Handler, data: memoryview) -> None:
@@ -236,8 +278,8 @@ def _send_status(h: _Handler, reply: Reply, reason: str | None = None) -> None:
 class MirrorServer(_Server):
     """A mirror laid out like the zoo repo: {url_path: bytes}."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
-        super().__init__()
+    def __init__(self, files: dict[str, bytes], *, cap: float | None = None) -> None:
+        super().__init__(cap=cap)
         self.files = dict(files)
 
     def route(self, method: str, path: str) -> Reply:

@@ -21,7 +21,7 @@ from servers import FakeHubServer, Fault, MirrorServer
 
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError
 from zoo.index.manifest import FileEntry, ModelEntry
-from zoo.store import cache
+from zoo.store import cache, ranges
 from zoo.store.archive import safe_extract
 from zoo.store.download import MAX_REDIRECTS, decide, fetch, import_file
 from zoo.store.sources import Source
@@ -384,16 +384,19 @@ CHILD = textwrap.dedent(
     from zoo.index.manifest import ModelEntry
     from zoo.store.sources import Source
     entry = ModelEntry.from_dict(json.loads(sys.argv[1]), source="tests", family="fake", where="tests")
-    result = fetch(entry, entry.file, sources=[Source("mirror", sys.argv[2])], progress=False)
+    connections = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    result = fetch(entry, entry.file, sources=[Source("mirror", sys.argv[2])], progress=False,
+                   connections=connections)
     print(json.dumps(result.to_dict()))
     """
 )
 
 
-def spawn_fetch(url: str, entry: ModelEntry = ENTRY) -> subprocess.Popen[str]:
+def spawn_fetch(url: str, entry: ModelEntry = ENTRY, connections: int | None = None) -> subprocess.Popen[str]:
     raw = {"id": entry.id, "task": entry.task, "opset": entry.opset,
            "file": {"path": entry.file.path, "sha256": entry.sha256, "size": entry.size}}
-    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(raw), url],
+    extra = [] if connections is None else [str(connections)]
+    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(raw), url, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -617,3 +620,165 @@ def test_file_entry_view_uses_file_name(root: Path, mirror: MirrorServer) -> Non
     result = fetch(ENTRY, extra_file, sources=[mirror_source(mirror, extra_file.path)], progress=False)
     assert result.path == root / "models" / "fake-1" / "test_data.tar.gz"
     assert result.path.read_bytes() == extra
+
+
+# -- parallel Range requests (zoo.store.ranges) ---------------------------------------------
+
+BIG = random.Random(9).randbytes(6 * MIB + 12345)  # 7 pieces of 1 MiB (MIN_PIECE) with 4 connections
+BIG_ENTRY = make_entry(BIG, model_id="fake-big")
+
+
+@pytest.fixture
+def big_mirror():
+    with MirrorServer({ZOO_PATH: BIG}) as server:
+        yield server
+
+
+def piece_starts(server: MirrorServer) -> list[int]:
+    """The first byte each GET asked for (0 for a GET without Range)."""
+    return sorted(int(r.range.split("=")[1].split("-")[0]) if r.range else 0 for r in server.gets())
+
+
+@pytest.mark.parametrize(("size", "asked", "connections"), [
+    (10 * MIB, None, 1), (ranges.AUTO_SIZE - 1, None, 1), (ranges.AUTO_SIZE, None, ranges.AUTO_CONNECTIONS),
+    (10 * MIB, 4, 4), (10 * MIB, 0, 1), (10 * MIB, 99, ranges.MAX_CONNECTIONS),
+])
+def test_connections_for(size: int, asked: int | None, connections: int) -> None:
+    assert ranges.connections_for(size, asked) == connections
+
+
+@pytest.mark.parametrize(("size", "connections", "count"), [(len(BIG), 4, 7), (1, 4, 1), (300 * MIB, 4, 16),
+                                                           (10_000 * MIB, 4, 157)])
+def test_plan_pieces_cover_the_file_in_order(size: int, connections: int, count: int) -> None:
+    pieces = ranges.plan_pieces(size, connections)
+    assert len(pieces) == count
+    assert pieces[0][0] == 0 and pieces[-1][1] == size
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+    assert all(ranges.MIN_PIECE <= end - start <= ranges.MAX_PIECE for start, end in pieces[:-1])
+
+
+def test_parallel_download_gets_each_piece_once(root: Path, big_mirror: MirrorServer) -> None:
+    result = fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4)
+    assert result.downloaded
+    assert_cached(root, BIG_ENTRY, BIG)
+    asked = sorted(r.range for r in big_mirror.gets())
+    want = sorted(f"bytes={start}-{end - 1}" for start, end in ranges.plan_pieces(len(BIG), 4))
+    assert asked == want
+    assert not ranges.record_path(cache.partial_path(BIG_ENTRY.sha256, root)).exists()
+
+
+def test_parallel_falls_back_to_one_connection_when_range_is_ignored(root: Path, big_mirror: MirrorServer) -> None:
+    big_mirror.inject(ZOO_PATH, Fault(ignore_range=True), forever=True)
+    logged: list[str] = []
+    fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4,
+          log=logged.append)
+    assert_cached(root, BIG_ENTRY, BIG)
+    ranges_asked = [r.range for r in big_mirror.gets()]
+    assert ranges_asked[0] == "bytes=0-1048575" and ranges_asked[1:] == [None]  # the probe, then one stream
+    assert any("ignored a Range request" in line and "one connection" in line for line in logged)
+
+
+def test_parallel_resumes_only_what_a_cut_lost(root: Path, big_mirror: MirrorServer) -> None:
+    # The probe (piece 0) goes through; the next GET is cut after 300,000 bytes: its connection asks again
+    # for the rest of that piece only.
+    big_mirror.inject(ZOO_PATH, Fault(), Fault(drop_after=300_000))
+    fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4)
+    assert_cached(root, BIG_ENTRY, BIG)
+    starts = piece_starts(big_mirror)
+    pieces = [start for start, _ in ranges.plan_pieces(len(BIG), 4)]
+    assert [s for s in starts if s in pieces] == pieces  # each piece asked for once from its start
+    [resumed] = [s for s in starts if s not in pieces]
+    assert resumed % MIB == 300_000  # after the kept bytes of the cut piece
+
+
+def test_parallel_corruption_is_detected(root: Path, big_mirror: MirrorServer) -> None:
+    big_mirror.inject(ZOO_PATH, Fault(corrupt_at=3 * MIB + 7), forever=True)
+    with pytest.raises(HashMismatchError) as caught:
+        fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4,
+              log=lambda _: None)
+    assert caught.value.got_size == len(BIG) and caught.value.got_sha256 != BIG_ENTRY.sha256
+    assert_not_cached(root, BIG_ENTRY)
+    assert not ranges.record_path(cache.partial_path(BIG_ENTRY.sha256, root)).exists()
+
+
+def test_parallel_resumes_a_one_connection_prefix(root: Path, big_mirror: MirrorServer) -> None:
+    kept = MIB + MIB // 2
+    seed_partial(root, BIG[:kept], BIG_ENTRY)
+    fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4)
+    assert_cached(root, BIG_ENTRY, BIG)
+    assert piece_starts(big_mirror)[0] == kept  # nothing before the kept prefix is asked for
+
+
+def test_one_connection_resumes_a_parallel_partial(root: Path, big_mirror: MirrorServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_RETRIES", "1")
+    big_mirror.inject(ZOO_PATH, Fault(), Fault(status=404), forever=True)  # piece 0, then this source is gone
+    with pytest.raises(DownloadError):
+        fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=4,
+              log=lambda _: None)
+    partial = cache.partial_path(BIG_ENTRY.sha256, root)
+    pieces = json.loads(ranges.record_path(partial).read_text())["pieces"]
+    prefix = 0  # what one connection may keep: the done bytes from the start, up to the first gap
+    for start, end, done in pieces:
+        if start != prefix:
+            break
+        prefix = start + done
+        if done < end - start:
+            break
+    big_mirror.clear_faults()
+    fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(big_mirror)], progress=False, connections=1)
+    assert_cached(root, BIG_ENTRY, BIG)
+    # Aborted connections of the first call may still land on the server: count open-ended GETs only.
+    [single] = [r for r in big_mirror.gets() if r.range is None or r.range.endswith("-")]
+    assert single.range == (f"bytes={prefix}-" if prefix else None)
+    assert not ranges.record_path(partial).exists()
+
+
+def test_parallel_kill_9_then_resume_skips_finished_pieces(root: Path) -> None:
+    with MirrorServer({ZOO_PATH: BIG}, cap=2 * MIB) as server:
+        child = spawn_fetch(mirror_source(server).url, BIG_ENTRY, connections=4)
+        partial = cache.partial_path(BIG_ENTRY.sha256, root)
+        record = ranges.record_path(partial)
+
+        def finished() -> list[int]:
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError):
+                return []
+            return [start for start, end, done in data["pieces"] if done == end - start]
+
+        wait_for(lambda: len(finished()) >= 2)
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        done = finished()
+        asked_before = len(server.gets())
+        server.cap = None
+        fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(server)], progress=False, connections=4)
+        assert_cached(root, BIG_ENTRY, BIG)
+        again = piece_starts_of(server.gets()[asked_before:])
+        assert again and not set(again) & set(done)
+
+
+def piece_starts_of(gets: list) -> list[int]:
+    return [int(r.range.split("=")[1].split("-")[0]) for r in gets]
+
+
+@pytest.mark.parametrize("capped", [True, False], ids=["slow-stream-goes-parallel", "fast-stream-stays-alone"])
+def test_automatic_connections_follow_the_stream_speed(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capped: bool) -> None:
+    # Scaled down: "large" is 2 MiB here, a stream is judged after 0.2 s, and "slow" is 4 MB/s.
+    monkeypatch.setattr(ranges, "AUTO_SIZE", 2 * MIB)
+    monkeypatch.setattr(ranges, "PACE_SECONDS", 0.2)
+    monkeypatch.setattr(ranges, "SLOW_STREAM", 4e6)
+    logged: list[str] = []
+    with MirrorServer({ZOO_PATH: BIG}, cap=2 * MIB if capped else None) as server:
+        fetch(BIG_ENTRY, BIG_ENTRY.file, sources=[mirror_source(server)], progress=False, log=logged.append)
+        asked = [r.range for r in server.gets()]
+    assert_cached(root, BIG_ENTRY, BIG)
+    assert asked[0] is None  # one plain stream first
+    if not capped:
+        assert asked == [None] and not logged
+        return
+    assert any("going on over 4 connections" in line for line in logged), logged
+    starts = sorted(int(r.split("=")[1].split("-")[0]) for r in asked[1:])
+    assert len(starts) >= 2 and starts[0] > 0  # the rest in pieces, after the bytes the stream kept

@@ -104,3 +104,43 @@ def test_quiet_pull_prints_nothing_on_stderr(slow_mirror: Mirror, isolated_env: 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and err == ""
     assert Path(out.strip()).read_bytes() == SMALL.data
+
+
+def test_ctrl_c_stops_a_parallel_pull_within_a_second_and_resumes_per_piece(
+    slow_mirror: Mirror, isolated_env: Path
+) -> None:
+    from zoo.store import ranges
+
+    record = ranges.record_path(partial_of(isolated_env, BIG))
+
+    def finished() -> list[int]:
+        try:
+            pieces = json.loads(record.read_text())["pieces"]
+        except (OSError, ValueError):
+            return []
+        return [start for start, end, done in pieces if done == end - start]
+
+    proc = spawn_zoo("pull", "-c", "4", BIG.model_id, env=env_of(isolated_env, slow_mirror))
+    wait_for(lambda: len(finished()) >= 1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert took < 1.5, f"exit took {took:.2f} s after SIGINT"
+    assert "interrupted" in err and "Traceback" not in err and out == ""
+    assert not blob_of(isolated_env, BIG).exists()
+    pieces = json.loads(record.read_text())["pieces"]
+    data = partial_of(isolated_env, BIG).read_bytes()
+    for start, _, done in pieces:  # every byte the record claims is on disk and right
+        assert data[start : start + done] == BIG.data[start : start + done]
+    done_starts = finished()
+
+    slow_mirror.rate = None
+    before = len(slow_mirror.gets())
+    result = zoo("pull", "--quiet", "-c", "4", BIG.model_id, env={"ZOO_HOME": str(isolated_env)})
+    assert result.exit_code == 0, result.stderr
+    again = [int(r.range.split("=")[1].split("-")[0]) for r in slow_mirror.gets()[before:] if r.range]
+    assert again and not set(again) & set(done_starts)  # finished pieces are not fetched again
+    assert not record.exists()
+    assert assert_cache_clean(isolated_env) == 1

@@ -302,3 +302,63 @@ def test_partial_kept_names_no_credentials(mirrors: tuple[Mirror, Mirror], isola
     assert_clear_error(result, 3, "run the same command again to resume")
     assert SECRET not in result.stderr
     assert partial_of(isolated_env, MODEL).stat().st_size > 0
+
+
+def test_every_failed_model_of_a_pull_is_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = synthetic("rel-net-2", 1000, seed=13)
+    use_models(monkeypatch, tmp_path / "manifests", MODEL, other)
+    with Mirror({**MODEL.files(), **other.files()}) as a:
+        monkeypatch.setenv("ZOO_MIRROR", with_credentials(a.url))
+        for model in (MODEL, other):
+            a.inject(model.path, Fault(status=404, reason=f"Gone{ESC}"), forever=True)
+        result = zoo("pull", MODEL.model_id, other.model_id)
+    assert_clear_error(result, 3, MODEL.model_id, other.model_id)
+    errors = result.stderr.split("error: ")[1:]  # each error with its source lines (the last with its hint)
+    assert len(errors) == 2
+    assert all("HTTP 404 Gone\\x1b]0;owned\\x07" in line for line in errors), errors
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert SECRET not in result.stderr
+
+
+# -- 5. parallel connections (zoo pull -c N): the same guarantees per connection ---------------------
+
+BIG = synthetic("rel-net-big", 6 * MIB + 99, seed=14)
+
+
+@pytest.fixture
+def big_mirrors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    use_models(monkeypatch, tmp_path / "manifests", BIG)
+    monkeypatch.setenv("ZOO_LOW_SPEED_TIME", "1")
+    monkeypatch.setenv("ZOO_LOW_SPEED_LIMIT", "1000")
+    with Mirror(BIG.files()) as a, Mirror(BIG.files()) as b:
+        monkeypatch.setenv("ZOO_MIRROR", f"{a.url},{b.url}")
+        yield a, b
+
+
+def test_pull_with_connections_uses_ranges(big_mirrors: tuple[Mirror, Mirror], isolated_env: Path) -> None:
+    a, b = big_mirrors
+    result = zoo("pull", "-c", "4", "--json", BIG.model_id)
+    assert result.exit_code == 0, result.stderr
+    [item] = json.loads(result.stdout)
+    assert Path(item["path"]).read_bytes() == BIG.data
+    asked = [r.range for r in a.gets(BIG.path)]
+    assert len(asked) == 7 and all(r and r.startswith("bytes=") and r[-1] != "-" for r in asked)
+    assert not b.gets()
+    assert assert_cache_clean(isolated_env) == 1
+
+
+def test_stalled_connection_ends_the_parallel_attempt_within_the_window(
+    big_mirrors: tuple[Mirror, Mirror], isolated_env: Path
+) -> None:
+    a, b = big_mirrors
+    a.inject(BIG.path, Fault(), Fault(stall=60, stall_at=1000), forever=True)  # piece 0, then every GET stalls
+    started = time.monotonic()
+    result = zoo("pull", "-c", "4", "--json", BIG.model_id)
+    took = time.monotonic() - started
+    assert result.exit_code == 0, result.stderr
+    assert "too slow" in result.stderr and "trying the next source" in result.stderr
+    assert took < 8, f"took {took:.1f} s"
+    [item] = json.loads(result.stdout)
+    assert Path(item["path"]).read_bytes() == BIG.data
+    assert b.gets() and not any(r.range and r.range.startswith("bytes=0-") for r in b.gets())  # piece 0 was kept
+    assert assert_cache_clean(isolated_env) == 1

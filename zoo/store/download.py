@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,11 +24,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoo.errors import CacheError, DownloadError, HashMismatchError, NotCachedError
 from zoo.index.manifest import FileEntry, ModelEntry
 from zoo.printable import printable, redact, shown
-from zoo.store import cache, hf_cache, interrupt, progress
+from zoo.store import cache, hf_cache, interrupt, progress, ranges
+from zoo.store.fetched import FetchResult
 from zoo.store.hashing import CHUNK_SIZE, HashWriter, copy_hashing
-from zoo.store.netpolicy import MAX_WAIT, Settings, retry_after
+from zoo.store.netpolicy import MAX_WAIT, Settings
 from zoo.store.sources import Source, plan, request_headers, request_url
-from zoo.store.transport import MAX_REDIRECTS, RedirectRefusedError, Watch, new_session
+from zoo.store.transport import (
+    MAX_REDIRECTS,
+    BodyReader,
+    SourceFailedError,
+    TransientError,
+    Watch,
+    new_session,
+    run_watched,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -42,22 +50,6 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True, slots=True)
-class FetchResult:
-    """A verified local file and where its bytes came from."""
-
-    model_id: str
-    path: Path  # the readable view, models/<id>/<name>
-    sha256: str
-    size: int
-    source: str  # the URL that delivered the bytes (credentials redacted), "cache", or the imported file
-    downloaded: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.model_id, "path": str(self.path), "sha256": self.sha256, "bytes": self.size,
-                "source": self.source, "downloaded": self.downloaded}
-
-
-@dataclass(frozen=True, slots=True)
 class _Job:
     """One file being fetched; everything the steps below share."""
 
@@ -67,6 +59,8 @@ class _Job:
     settings: Settings
     progress: progress.Progress
     log: Log
+    connections: int  # 1: one stream; more: parallel Range requests when the server serves them
+    adaptive: bool  # connections chosen automatically: start with one stream, go parallel if it is slow
 
     @property
     def partial(self) -> Path:
@@ -75,18 +69,6 @@ class _Job:
     @property
     def blob(self) -> Path:
         return cache.blob_path(self.file.sha256, self.root)
-
-
-class _Retry(Exception):
-    """A transient failure: try the same source again, after `delay` when the server set one."""
-
-    def __init__(self, reason: str, delay: float | None = None) -> None:
-        super().__init__(reason)
-        self.delay = delay
-
-
-class _Failed(Exception):
-    """This source cannot deliver the file; go on to the next one."""
 
 
 def offline_from_env() -> bool:
@@ -115,11 +97,15 @@ def fetch(
     force: bool = False,
     progress: bool | None = None,
     log: Log | None = None,
+    connections: int | None = None,
 ) -> FetchResult:
     """Make `file` of `entry` a verified local file, downloading it when needed.
 
     progress: True a bar, False nothing, None a bar on a terminal and a start and
-    an end line otherwise. Raises NotCachedError when offline and not cached,
+    an end line otherwise. connections: parallel Range requests for this file (None:
+    automatic, see zoo.store.ranges: files of ranges.AUTO_SIZE or more start as one
+    stream and go to ranges.AUTO_CONNECTIONS when that stream is slow). Raises
+    NotCachedError when offline and not cached,
     HashMismatchError when the last source tried served wrong bytes, DownloadError
     when no source delivered, ZooError for unusable ZOO_TIMEOUT-style settings, and
     KeyboardInterrupt (partial kept) when interrupt.request_stop() is called.
@@ -139,14 +125,15 @@ def fetch(
             raise NotCachedError(entry.id, str(cache.view_path(entry, file, root)))
         settings = Settings.from_env()  # before any lock or request: a bad setting is exit 2 at once
         shows = _progress(progress, entry, file, log)
-        job = _Job(entry, file, cache.ensure_root(root), settings, shows, log)
+        job = _Job(entry, file, cache.ensure_root(root), settings, shows, log,
+                   ranges.connections_for(file.size, connections), adaptive=connections is None)
         with cache.blob_lock(file.sha256, root, on_wait=log):
             # Another process may have published the blob while this one waited.
             action = decide(file, root, force=force)
             if action == "hit":
                 return _result(entry, file, root, "cache", downloaded=False)
             if action == "download":
-                job.partial.unlink(missing_ok=True)
+                _discard_partial(job)
             url = _download_any(job, plan(entry, file) if sources is None else sources)
         return _result(entry, file, root, redact(url), downloaded=True)
 
@@ -204,7 +191,7 @@ def _download_any(job: _Job, sources: Sequence[Source]) -> str:
             except HashMismatchError as exc:
                 last, why = exc, (f"wrong bytes: expected sha256 {exc.expected_sha256} ({exc.expected_size} bytes), "
                                   f"got sha256 {exc.got_sha256} ({exc.got_size} bytes); bad bytes deleted")
-            except _Failed as exc:
+            except SourceFailedError as exc:
                 last, why = exc, str(exc)
             failures.append((shown(url), why))
             then = "trying the next source" if n < len(sources) else "no sources left"
@@ -233,22 +220,28 @@ def _all_failed(job: _Job, failures: list[tuple[str, str]]) -> DownloadError:
 
 def _download_from(job: _Job, source: Source, url: str) -> None:
     """Download from one source, retrying transient failures; the partial is kept between tries."""
-    import requests  # here, not at the top: the CLI must start without it
-
     headers, retries = request_headers(source), job.settings.retries
+    adaptive = job.adaptive and job.connections > 1  # one stream first, parallel only if it is slow
+    parallel = job.connections > 1 and not job.adaptive
     with new_session(url) as session:
         for attempt in range(1, retries + 1):
             resumed = job.partial.is_file() and job.partial.stat().st_size > 0
             try:
+                if not parallel:
+                    try:
+                        return _watched_attempt(job, session, url, headers, pace=adaptive)
+                    except ranges.GoParallelError as exc:
+                        parallel = True
+                        job.log(f"{job.entry.id}: {shown(url)}: {exc}; going on over {job.connections} connections")
                 try:
-                    return _watched_attempt(job, session, url, headers)
-                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                    raise _Retry(_describe(exc)) from exc
-                except requests.RequestException as exc:
-                    raise _Failed(_describe(exc)) from exc
-            except _Retry as exc:
+                    return _parallel_attempt(job, url, headers)
+                except ranges.NoRangesError as exc:
+                    parallel = adaptive = False  # for the rest of this source: it answers 200 to Range requests
+                    job.log(f"{job.entry.id}: {shown(url)} {exc}; downloading over one connection")
+                return _watched_attempt(job, session, url, headers, pace=False)
+            except TransientError as exc:
                 if attempt == retries:
-                    raise _Failed(f"{exc} (gave up after {attempt} attempts)") from exc
+                    raise SourceFailedError(f"{exc} (gave up after {attempt} attempts)") from exc
                 delay = exc.delay if exc.delay is not None else job.settings.backoff * 2 ** (attempt - 1)
                 delay = min(delay, MAX_WAIT)
                 job.log(f"{job.entry.id}: {shown(url)}: {exc}; retry {attempt}/{retries - 1} in {delay:.2f}s")
@@ -260,24 +253,30 @@ def _download_from(job: _Job, source: Source, url: str) -> None:
                 job.log(f"{job.entry.id}: resumed bytes did not verify; downloading {shown(url)} from the start")
 
 
-def _watched_attempt(job: _Job, session: requests.Session, url: str, headers: dict[str, str]) -> None:
-    """One attempt under a Watch: too slow, or a stop request, ends it whatever it was waiting for."""
-    with Watch(job.settings) as watch:
-        try:
-            _stream_once(job, session, url, headers, watch)
-        except RedirectRefusedError as exc:
-            raise _Failed(str(exc)) from exc
-        except (Exception, KeyboardInterrupt) as exc:
-            if watch.stopped or isinstance(exc, KeyboardInterrupt):
-                raise KeyboardInterrupt("download interrupted; the partial is kept for resume") from exc
-            if watch.reason is not None:
-                raise _Failed(watch.reason) from exc
-            raise
+def _watched_attempt(job: _Job, session: requests.Session, url: str, headers: dict[str, str], *, pace: bool) -> None:
+    """One attempt under a Watch: too slow, or a stop request, ends it whatever it was waiting for.
+
+    pace: judge the stream's speed once (ranges.Pace) and raise ranges.GoParallelError if it is slow.
+    """
+    run_watched(job.settings, lambda watch: _stream_once(job, session, url, headers, watch, pace))
     interrupt.check()
 
 
-def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[str, str], watch: Watch) -> None:
+def _parallel_attempt(job: _Job, url: str, headers: dict[str, str]) -> None:
+    """One attempt over job.connections connections, each under its own Watch; then verify and publish."""
+    if _resumable_size(job) == job.file.size and not ranges.has_record(job.partial):
+        return _verify_and_publish(job, url, _sha256_prefix(job.partial, job.file.size), job.file.size)
+    want = ranges.Want(url, headers, job.partial, job.file.size, job.settings, job.progress, job.connections)
+    hasher, got = ranges.download(want, hashlib.sha256())
+    interrupt.check()
+    return _verify_and_publish(job, url, hasher, got)
+
+
+def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[str, str], watch: Watch,
+                 pace: bool) -> None:
     """One GET: resume or restart the partial, stream it to disk, verify and publish."""
+    # A partial written by parallel connections has holes: cut it back to the prefix its record says is done.
+    ranges.to_prefix(job.partial, job.file.size)
     offset = _resumable_size(job)
     if offset == job.file.size:
         return _verify_and_publish(job, url, _sha256_prefix(job.partial, offset), offset)
@@ -287,105 +286,106 @@ def _stream_once(job: _Job, session: requests.Session, url: str, headers: dict[s
         offset = _accept(job, resp, offset)
         hasher = _sha256_prefix(job.partial, offset)  # read the kept prefix once, before appending
         watch.body_started = True
-        got = _write_body(job, resp, hasher, offset, watch)
+        got = _write_body(job, resp, hasher, offset, watch, pace)
     if got < job.file.size and watch.reason is not None:
-        raise _Failed(watch.reason)
+        raise SourceFailedError(watch.reason)
     return _verify_and_publish(job, url, hasher, got)
 
 
 def _resumable_size(job: _Job) -> int:
-    """How many bytes of the partial can be kept (0: none, or it is longer than the file)."""
+    """The size of the partial, when it can be kept (0: none, or it is longer than the file)."""
     try:
         size = job.partial.stat().st_size
     except FileNotFoundError:
         return 0
     if size > job.file.size:
-        job.partial.unlink()
+        _discard_partial(job)
         return 0
     return size
 
 
+def _discard_partial(job: _Job) -> None:
+    job.partial.unlink(missing_ok=True)
+    ranges.forget(job.partial)
+
+
 def _accept(job: _Job, resp: requests.Response, offset: int) -> int:
     """Check the response status; return the offset its body starts at (0: restart)."""
-    status, reason = resp.status_code, shown(resp.reason or "")
+    status = resp.status_code
     if status == 416:
-        job.partial.unlink(missing_ok=True)
-        raise _Retry(f"HTTP 416: cannot resume at byte {offset}; restarting from 0", delay=0.0)
-    if status == 429 or status >= 500:
-        delay = retry_after(resp.headers.get("Retry-After"), time.time())
-        if delay is not None and delay >= MAX_WAIT:  # "come back in an hour": better try the next source now
-            raise _Failed(f"HTTP {status} {reason}, Retry-After {shown(resp.headers['Retry-After'])!r}: "
-                          f"not waiting {MAX_WAIT:g} s or more")
-        raise _Retry(f"HTTP {status} {reason}", delay=delay)
-    if status not in (200, 206):
-        code = resp.headers.get("X-Error-Code")
-        raise _Failed(f"HTTP {status} {reason}" + (f" ({shown(code)})" if code else ""))
+        _discard_partial(job)
+        raise TransientError(f"HTTP 416: cannot resume at byte {offset}; restarting from 0", delay=0.0)
+    ranges.check_status(resp)
     if status == 206:
         content_range = resp.headers.get("Content-Range", "")
-        if _range_start(content_range) != offset:
-            job.partial.unlink(missing_ok=True)
-            raise _Retry(f"asked for bytes={offset}-, got Content-Range {shown(content_range)!r}; restarting",
-                         delay=0.0)
+        if ranges.range_start(content_range) != offset:
+            _discard_partial(job)
+            raise TransientError(f"asked for bytes={offset}-, got Content-Range {shown(content_range)!r}; "
+                                 "restarting", delay=0.0)
         return offset
     if offset:
         job.log(f"{job.entry.id}: {shown(resp.url)} ignored the Range request; downloading from byte 0")
     return 0
 
 
-def _range_start(content_range: str) -> int | None:
-    """The first byte of a `Content-Range: bytes START-END/TOTAL` header."""
-    unit, _, spec = content_range.strip().partition(" ")
-    start = spec.partition("-")[0]
-    return int(start) if unit == "bytes" and start.isdigit() else None
-
-
-def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int, watch: Watch) -> int:
+def _write_body(job: _Job, resp: requests.Response, hasher: Any, offset: int, watch: Watch, pace: bool) -> int:
     """Write the body at `offset` of the partial, hashing as it goes; return the bytes seen.
 
-    This thread only reads the socket; HashWriter hashes and writes in two more
-    threads. read1() returns whatever has arrived, so the Watch sees a trickle as
-    it happens. Stops at the first chunk that would pass the expected size.
+    This thread only reads the socket, straight into HashWriter's reusable
+    buffers; HashWriter hashes and writes in two more threads. Each read returns
+    whatever has arrived, so the Watch sees a trickle as it happens. Stops after
+    the first buffer that passes the expected size.
     """
-    got, size = offset, job.file.size
     job.progress.attempt(offset)
+    reader = BodyReader(resp)
+    judge = ranges.Pace(resp, job.file.size, offset) if pace else None
     fd = os.open(job.partial, os.O_WRONLY | os.O_CREAT | (0 if offset else os.O_TRUNC), 0o644)
     try:
         with HashWriter(hasher, fd, offset) as sink:
-            while chunk := _read(resp):
-                watch.add(len(chunk))
-                got += len(chunk)
-                if got > size:
-                    sink.hash_only(chunk)
-                    break
-                sink.put(chunk)
-                job.progress.update(len(chunk))
-        if got == size:
+            got = _pump(job, reader, sink, offset, watch, judge)
+        if got == job.file.size:
             os.fsync(fd)  # once, before publishing: the blob must survive a power cut
     finally:
         os.close(fd)
     return got
 
 
-def _read(resp: requests.Response) -> bytes:
-    """Up to CHUNK_SIZE bytes of the body as they arrive; b"" at its end."""
-    import urllib3
+def _pump(job: _Job, reader: BodyReader, sink: HashWriter, got: int, watch: Watch, pace: ranges.Pace | None) -> int:
+    """Fill buffers from the body and hand each over when full (or at the end); return the bytes seen.
 
-    try:
-        return resp.raw.read1(CHUNK_SIZE, decode_content=True)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:  # timeouts, resets, short bodies
-        raise _Retry(_describe(exc)) from exc
+    Raises ranges.GoParallelError (everything received is written) when `pace` finds the stream slow.
+    """
+    size = job.file.size
+    while got <= size:
+        buffer, filled = sink.take(), 0
+        view = memoryview(buffer)
+        try:
+            while filled < len(view) and (count := reader.readinto(view[filled:])):
+                filled += count
+                watch.add(count)
+                job.progress.update(count)
+        finally:  # also when the read failed: what arrived is written, a prefix to resume from
+            view.release()
+            sink.put(buffer, filled, write=got + filled <= size)
+        got += filled
+        if filled < len(buffer):
+            break  # the end of the body
+        if pace is not None:
+            pace.check(got)
+    return got
 
 
 def _verify_and_publish(job: _Job, url: str, hasher: Any, got: int) -> None:
     """Move the partial to its blob path if it verifies; otherwise delete it and raise."""
     if got < job.file.size:
-        raise _Retry(f"connection closed after {got} of {job.file.size} bytes")
+        raise TransientError(f"connection closed after {got} of {job.file.size} bytes")
     sha256 = hasher.hexdigest()
     if got != job.file.size or sha256 != job.file.sha256:
-        job.partial.unlink(missing_ok=True)
+        _discard_partial(job)
         raise HashMismatchError(job.entry.id, shown(url), expected_sha256=job.file.sha256, got_sha256=sha256,
                                 expected_size=job.file.size, got_size=got)
     os.replace(job.partial, job.blob)
+    ranges.forget(job.partial)
 
 
 def _sha256_prefix(path: Path, size: int) -> Any:
@@ -397,21 +397,6 @@ def _sha256_prefix(path: Path, size: int) -> Any:
                 hasher.update(chunk)
                 size -= len(chunk)
     return hasher
-
-
-_CAUSES = (("refused", "connection refused"), ("Name or service not known", "host name not found"),
-           ("Temporary failure in name resolution", "host name not found"), ("timed out", "timed out"),
-           ("reset by peer", "connection reset"), ("RemoteDisconnected", "connection closed by the server"),
-           ("IncompleteRead", "connection closed mid-body"), ("Connection broken", "connection closed mid-body"))
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason: requests/urllib3 messages nest the cause three levels deep."""
-    text = str(exc.args[0] if exc.args else exc)
-    for needle, short in _CAUSES:
-        if needle in text:
-            return f"{type(exc).__name__}: {short}"
-    return f"{type(exc).__name__}: {shown(text[:200])}"
 
 
 def _log_to_stderr(message: str) -> None:

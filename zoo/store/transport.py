@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import socket
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin
 
+from zoo.printable import shown
 from zoo.store import interrupt
 from zoo.store.netpolicy import Settings, redirect_refusal, source_kinds
 
@@ -30,11 +33,81 @@ if TYPE_CHECKING:
     import requests
 
 MAX_REDIRECTS = 10
+T = TypeVar("T")
 _CURRENT = threading.local()  # .watch: the Watch of the attempt running in this thread
 
 
 class RedirectRefusedError(Exception):
     """A redirect pointed where this source must not send zoo (another scheme, a private address)."""
+
+
+class TransientError(Exception):
+    """A failure worth another attempt at the same source, after `delay` when the server set one."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class SourceFailedError(Exception):
+    """This source cannot deliver the file; go on to the next one."""
+
+
+_CAUSES = (("refused", "connection refused"), ("Name or service not known", "host name not found"),
+           ("Temporary failure in name resolution", "host name not found"), ("timed out", "timed out"),
+           ("reset by peer", "connection reset"), ("RemoteDisconnected", "connection closed by the server"),
+           ("IncompleteRead", "connection closed mid-body"), ("Connection broken", "connection closed mid-body"))
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason: requests/urllib3 messages nest the cause three levels deep."""
+    text = str(exc.args[0] if exc.args else exc)
+    if isinstance(exc, OSError) and exc.strerror:  # raw socket errors: args[0] is the errno
+        text = exc.strerror
+    for needle, short in _CAUSES:
+        if needle in text:
+            return f"{type(exc).__name__}: {short}"
+    return f"{type(exc).__name__}: {shown(text[:200])}"
+
+
+class BodyReader:
+    """Read a response body into caller buffers: one recv per call, no allocation, no copy in Python.
+
+    urllib3's read1() returns a new bytes object per call, and allocating and
+    faulting in a fresh megabyte per chunk costs as much as the copy itself.
+    When the body is plain (a Content-Length, no transfer or content coding),
+    this reads the connection's buffered reader directly with readinto1();
+    otherwise it falls back to read1() and copies, which is always correct.
+    """
+
+    def __init__(self, resp: requests.Response) -> None:
+        self._resp = resp
+        fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)  # http.client's BufferedReader on the socket
+        headers = resp.headers
+        plain = ("Content-Length" in headers and "Transfer-Encoding" not in headers
+                 and headers.get("Content-Encoding", "identity").strip().lower() == "identity")
+        self._fp = fp if plain and isinstance(fp, io.BufferedReader) else None
+        # The buffered reader knows nothing of the body's end: stop at Content-Length, as http.client would.
+        self._left = _content_length(headers.get("Content-Length")) if self._fp is not None else 0
+        if self._left < 0:
+            self._fp = None
+
+    def readinto(self, view: memoryview) -> int:
+        """Bytes read into `view` (0 at the end of the body); raises TransientError for cuts and timeouts."""
+        import urllib3
+
+        try:
+            if self._fp is not None:
+                if not self._left:
+                    return 0
+                got = self._fp.readinto1(view[: self._left])
+                self._left -= got
+                return got
+            chunk = self._resp.raw.read1(len(view), decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:  # ValueError: read after a shutdown
+            raise TransientError(describe(exc)) from exc
+        view[: len(chunk)] = chunk
+        return len(chunk)
 
 
 class Watch:
@@ -77,6 +150,10 @@ class Watch:
         if fired:
             _shut(sock)
 
+    def abort(self, reason: str) -> None:
+        """End the attempt now from another thread (a sibling connection failed): its reads wake at once."""
+        self._fire(reason)
+
     def _run(self) -> None:
         tick = min(0.1, self.window / 4)
         samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
@@ -106,6 +183,33 @@ class Watch:
             _shut(sock)
 
 
+def run_watched(settings: Settings, attempt: Callable[[Watch], T]) -> T:
+    """Run attempt(watch) under a new Watch of this thread, turning what went wrong into one of three kinds.
+
+    KeyboardInterrupt for a stop request; SourceFailedError when the watchdog
+    found it too slow, a redirect was refused, or the request was unusable;
+    TransientError for connection errors and timeouts worth another attempt.
+    """
+    import requests
+
+    with Watch(settings) as watch:
+        try:
+            try:
+                return attempt(watch)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                raise TransientError(describe(exc)) from exc
+            except RedirectRefusedError as exc:
+                raise SourceFailedError(str(exc)) from exc
+            except requests.RequestException as exc:
+                raise SourceFailedError(describe(exc)) from exc
+        except (Exception, KeyboardInterrupt) as exc:
+            if watch.stopped or isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt("download interrupted; the partial is kept for resume") from exc
+            if watch.reason is not None and not isinstance(exc, SourceFailedError):
+                raise SourceFailedError(watch.reason) from exc
+            raise
+
+
 def _shut(sock: socket.socket) -> None:
     """Wake any thread blocked reading `sock`: shutdown(), unlike close(), is safe from another thread."""
     with contextlib.suppress(OSError):  # already closed
@@ -116,6 +220,12 @@ def _attach_current(sock: socket.socket | None) -> None:
     watch = getattr(_CURRENT, "watch", None)
     if watch is not None:
         watch.attach(sock)
+
+
+def _content_length(value: str | None) -> int:
+    """The Content-Length as a number; -1 when it is not one (then the safe path reads the body)."""
+    text = (value or "").strip()
+    return int(text) if text.isdigit() else -1
 
 
 def new_session(source_url: str) -> requests.Session:

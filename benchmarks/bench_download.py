@@ -163,7 +163,8 @@ def _aria2c(aria2c: str | None, payload: Payload, out: Path) -> Path | None:
     """
     if aria2c is None:
         return None
-    subprocess.run([aria2c, "-q", "-x4", "-s4", "-k1M", "--allow-overwrite=true", "-d", str(out), "-o", payload.filename,
+    subprocess.run([aria2c, "-q", "-x4", "-s4", "-k1M", "--allow-overwrite=true", "-d", str(out),
+                    "-o", payload.filename,
                     payload.mirror_url], check=True)
     return out / payload.filename
 
@@ -199,7 +200,7 @@ def _measure(clients: dict[str, Any], payload: Payload, runs: int, work: Path) -
                 else:
                     _check_size(name, Path(path), payload.size)
                     res.rates[name].append(payload.size / 1e6 / seconds)
-            except Exception as exc:  # noqa: BLE001 - reported in this client's row
+            except Exception as exc:  # reported in this client's row
                 res.missing[name] = f"{type(exc).__name__}: {exc}"
             finally:
                 shutil.rmtree(out, ignore_errors=True)

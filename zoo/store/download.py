@@ -400,4 +400,4 @@ def _sha256_prefix(path: Path, size: int) -> Any:
 
 
 def _log_to_stderr(message: str) -> None:
-    print(f"zoo: {printable(message)}", file=sys.stderr)
+    sys.stderr.write(f"zoo: {printable(message)}\n")

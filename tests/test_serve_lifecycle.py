@@ -6,9 +6,11 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -119,3 +121,73 @@ def test_serve_help_stays_light() -> None:
             "if m in sys.modules], file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "--max-delay-ms" in proc.stdout and proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def _gated_batcher(slots: int) -> tuple[Any, list[list[int]], threading.Event]:
+    """A Batcher over a run that records its groups and blocks until the returned event is set."""
+    import asyncio
+
+    from zoo.serve.batching import Batcher
+
+    groups: list[list[int]] = []
+    gate = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        groups.append(list(items))
+        gate.wait(10)
+        return [i * 10 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=8, max_delay=0.5, slots=asyncio.Semaphore(slots),
+                                         executor=ThreadPoolExecutor(4))
+    return batcher, groups, gate
+
+
+def test_batcher_runs_a_lone_item_at_once_and_batches_what_queues_behind_busy_slots() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[list[int], list[list[int]], float]:
+        batcher, groups, gate = _gated_batcher(slots=1)
+        started = time.monotonic()
+        first = asyncio.ensure_future(batcher.submit("k", 1))
+        await asyncio.sleep(0.05)  # 1 holds the only slot; 2, 3, 4 queue behind it
+        rest = [asyncio.ensure_future(batcher.submit("k", i)) for i in (2, 3, 4)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        await batcher.close()
+        return results, groups, time.monotonic() - started
+
+    results, groups, took = asyncio.run(scenario())
+    assert results == [10, 20, 30, 40]
+    assert groups == [[1], [2, 3, 4]]  # the lone item did not wait for company; the queued ones ran together
+    assert took < 0.45  # nobody waited out max_delay (0.5 s): nothing else was on its way
+
+
+def test_batcher_keeps_a_cancelled_runs_slot_until_the_run_ends() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[list[list[int]], int]:
+        batcher, groups, gate = _gated_batcher(slots=1)
+        first = asyncio.ensure_future(batcher.submit("k", 1))
+        await asyncio.sleep(0.05)
+        first.cancel()  # its client went away; the session run goes on in its thread
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.submit("k", 2))
+        await asyncio.sleep(0.1)
+        runs_while_busy = len(groups)  # 2 must not start beside the unfinished run of 1
+        gate.set()
+        assert await second == 20
+        await batcher.close()
+        return groups, runs_while_busy
+
+    groups, runs_while_busy = asyncio.run(scenario())
+    assert runs_while_busy == 1
+    assert groups == [[1], [2]]
+
+
+def test_run_threads_share_the_cores_among_the_slots() -> None:
+    from zoo.serve.models import PoolConfig, cpu_cores
+
+    assert PoolConfig(slots=2).run_threads == max(1, cpu_cores() // 2)
+    assert PoolConfig(slots=64).run_threads == 1
+    assert PoolConfig(slots=2, threads=3).run_threads == 3  # --threads is taken as given

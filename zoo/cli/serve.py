@@ -12,8 +12,8 @@ from zoo.cli.output import EPILOG, echo_note, handle_errors
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback needs --token or --no-auth.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
-@click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1, 64),
-              help="Most rows one session run takes (models with a dynamic batch axis).")
+@click.option("--max-batch", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Most rows one session run takes (models with a dynamic batch axis); more pays on many cores.")
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=click.FloatRange(0, 10_000),
               help="How long a request may wait for others to share its run.")
 @click.option("--keep-alive", default="5m", show_default=True,
@@ -23,7 +23,8 @@ from zoo.cli.output import EPILOG, echo_note, handle_errors
 @click.option("--token", envvar="ZOO_SERVE_TOKEN", default=None,
               help="Require `Authorization: Bearer TOKEN` (or set ZOO_SERVE_TOKEN).")
 @click.option("--no-auth", is_flag=True, help="Serve a non-loopback --host without a token.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Intra-op threads per model.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Intra-op threads per session run [default: the cores shared among the --concurrency runs].")
 @click.option("--provider", default=None, help="Execution provider(s), e.g. cuda or openvino,cpu.")
 @click.option("--max-body", default="64MB", show_default=True, help="Largest request body.")
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 16),

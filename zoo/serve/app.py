@@ -135,13 +135,16 @@ class Guard:
                                       received=seen["in"], sent=seen["out"])
 
     def _refusal(self, scope: Scope, limit: int) -> RequestError | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        authorization, length = None, b""
+        for name, value in scope["headers"]:  # ASGI servers give header names in lower case
+            if name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
         token = self.state.config.token
-        if token and scope["path"] not in auth.OPEN_PATHS and not auth.token_matches(headers.get("authorization"),
-                                                                                     token):
+        if token and scope["path"] not in auth.OPEN_PATHS and not auth.token_matches(authorization, token):
             return RequestError("missing or wrong bearer token", status=401,
                                 hint="send the header `Authorization: Bearer <token>` (zoo serve --token)")
-        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return _too_large(limit)
         return None

@@ -31,6 +31,8 @@ class Metrics:
         self.loaded = Gauge("zoo_models_loaded", "Models loaded now.", registry=r)
         self.loads = Counter("zoo_model_loads", "Model loads by outcome (ok, error).", ["model", "outcome"],
                              registry=r)
+        # Label sets are bounded: models are resolved names, endpoints and statuses are zoo's own.
+        self._by_labels: dict[tuple[str | None, str | None, int], tuple[Any, Any]] = {}
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format, and its content type."""
@@ -39,12 +41,25 @@ class Metrics:
     def record(self, *, method: str, path: str, status: int, seconds: float, model: str | None,
                endpoint: str | None, client: str | None, received: int, sent: int) -> None:
         """Count one finished request and write its access-log line."""
-        model_label = model or "-"  # only resolved names: a typo never becomes a label
-        endpoint_label = endpoint or "other"
-        self.requests.labels(model_label, endpoint_label, str(status)).inc()
-        if endpoint is not None:
-            self.latency.labels(model_label, endpoint_label).observe(seconds)
+        counter, histogram = self._children(model, endpoint, status)
+        counter.inc()
+        if histogram is not None:
+            histogram.observe(seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         line: dict[str, Any] = {"ts": round(time.time(), 3), "client": client, "method": method, "path": path,
                                 "status": status, "ms": round(seconds * 1000, 2), "model": model,
                                 "endpoint": endpoint, "bytes_in": received, "bytes_out": sent}
         access_log.info(json.dumps(line, separators=(",", ":")))
+
+    def _children(self, model: str | None, endpoint: str | None, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of one label set, looked up once (labels() locks)."""
+        key = (model, endpoint, status)
+        found = self._by_labels.get(key)
+        if found is None:
+            model_label = model or "-"  # only resolved names: a typo never becomes a label
+            endpoint_label = endpoint or "other"
+            found = (self.requests.labels(model_label, endpoint_label, str(status)),
+                     None if endpoint is None else self.latency.labels(model_label, endpoint_label))
+            self._by_labels[key] = found
+        return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Executor
@@ -33,19 +34,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zoo.serve")
 Feeds = dict[str, np.ndarray]
+# A name's resolution (compiled index, manifest scan: about 1 ms) is remembered this long. A manifest
+# added or removed while the server runs is seen after at most this delay.
+NAME_TTL = 10.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     """How models are loaded, batched and kept."""
 
-    max_batch: int = 16
+    # Measured on 2 cores (mobilenetv2-12-int8, 32 clients): batches of up to 16 rows ran 0.77x a plain
+    # unbatched server, up to 4 rows 1.09x (4 interleaved windows each; bigger batches likely outgrow the caches).
+    max_batch: int = 4
     max_delay: float = 0.002  # seconds
     keep_alive: float | None = 300.0  # seconds after the last request; None: forever
     max_loaded: int = 4
     slots: int = 2  # session runs in flight per model: two overlap one run's serial parts on a CPU
-    threads: int | None = None
+    threads: int | None = None  # intra-op threads per run; None: the cores shared out among the slots
     providers: str | None = None
+
+    @property
+    def run_threads(self) -> int:
+        """Intra-op threads per session run, so that `slots` runs in flight never oversubscribe the cores.
+
+        Measured on 2 cores (mobilenetv2-12-int8): 2 runs of 1 thread each cost about 10 % less CPU
+        per image than runs of 2 threads each, whose thread-pool hand-offs (sleeping, not spinning,
+        so that the event loop keeps a core) are pure overhead when every core is already busy.
+        """
+        if self.threads is not None:
+            return self.threads
+        return max(1, cpu_cores() // max(1, self.slots))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +86,9 @@ class Served:
         self.in_flight = 0
         slots = asyncio.Semaphore(max(1, config.slots))  # shared: images and tensors runs count alike
         name = model.name
+        batch_size, queue_depth = metrics.batch_size.labels(name), metrics.queue_depth.labels(name)
         common: dict[str, Any] = {"max_delay": config.max_delay, "slots": slots, "executor": executor,
-                                  "on_batch": lambda rows: metrics.batch_size.labels(name).observe(rows),
-                                  "on_depth": lambda change: metrics.queue_depth.labels(name).inc(change)}
+                                  "on_batch": batch_size.observe, "on_depth": queue_depth.inc}
         self.images: Batcher[ImageJob, Prediction] = Batcher(
             self._run_images, max_batch=min(config.max_batch, model.max_batch), **common)
         self.tensors: Batcher[Feeds, Feeds] = Batcher(
@@ -128,6 +146,14 @@ class Served:
         return [{name: split[i] for name, split in parts.items()} for i in range(len(group))]
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _fixed(dim: object) -> bool:
     return isinstance(dim, int) and dim > 0
 
@@ -140,11 +166,22 @@ class ModelPool:
         self.config, self.executor, self.loader, self.metrics = config, executor, loader, metrics
         self.files = dict(files or {})  # request name -> local file; only files named at start-up
         self._served: dict[str, Served] = {}
+        self._names: dict[tuple[str, str | None], tuple[str, float]] = {}  # (name, version) -> (key, when)
         self._loading: dict[str, asyncio.Future[Served]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # loads and closes under way (the loop keeps weak refs only)
 
     def key_of(self, name: str, version: str | None = None) -> str:
         """The model a request names (its version is the opset): the zoo id, or file:PATH."""
+        remembered = self._names.get((name, version))
+        if remembered is not None and time.monotonic() - remembered[1] < NAME_TTL:
+            return remembered[0]
+        key = self._resolve(name, version)  # failures are not remembered: they raise
+        if len(self._names) >= 1024:  # names are the clients' to choose: keep the memo bounded
+            self._names.clear()
+        self._names[(name, version)] = (key, time.monotonic())
+        return key
+
+    def _resolve(self, name: str, version: str | None) -> str:
         from zoo import api
 
         if name in self.files:
@@ -208,7 +245,8 @@ class ModelPool:
         from zoo import api
 
         target: str | Path = Path(key[5:]) if key.startswith("file:") else key
-        return api.load(target, providers=self.config.providers, threads=self.config.threads, spinning=False,
+        return api.load(target, providers=self.config.providers, threads=self.config.run_threads,
+                        spinning=False,
                         progress=False)
 
     def unload(self, key: str) -> bool:

@@ -224,12 +224,12 @@ def _bytes_of(array: np.ndarray, datatype: str) -> bytes:
 def feeds_for(request: InferRequest, metas: Sequence[Any], model: str) -> dict[str, np.ndarray]:
     """The session feeds of a request, checked against the graph's inputs (RequestError names the input)."""
     expected = {m.name: m for m in metas}
-    wanted = ", ".join(f"{m.name} {datatype_of(m.type)} {shape_of(m.shape)}" for m in metas)
     given = {t.name: t for t in request.inputs}
     missing, unknown = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
     if missing or unknown:
         what = "; ".join(part for part in (missing and f"missing input(s) {missing}",
                                            unknown and f"model {model} has no input(s) {unknown}") if part)
+        wanted = ", ".join(f"{m.name} {datatype_of(m.type)} {shape_of(m.shape)}" for m in metas)
         raise RequestError(what, hint=f"{model} takes: {wanted}")
     for tensor in request.inputs:
         meta = expected[tensor.name]

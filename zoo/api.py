@@ -94,10 +94,13 @@ def info(name: str, opset: int | None = None) -> ModelInfo:
 
 
 def pull(name: str, opset: int | None = None, with_test_data: bool = False, *, mirrors: Sequence[str] = (),
-         force: bool = False, progress: bool | None = None) -> Path:
-    """Download (or find in the cache) a model's verified file; returns its local path."""
+         force: bool = False, progress: bool | None = None, connections: int | None = None) -> Path:
+    """Download (or find in the cache) a model's verified file; returns its local path.
+
+    `connections`: parallel Range requests per file (None: automatic, see zoo.store.ranges).
+    """
     return pull_entry(resolve(name, opset), with_test_data=with_test_data, mirrors=mirrors, force=force,
-                      progress=progress)[0].path
+                      progress=progress, connections=connections)[0].path
 
 
 def check_providers(name_or_path: str | Path, *, opset: int | None = None, test_data: str | Path | None = None,

@@ -182,8 +182,8 @@ def _recipe_line(recipe: Any) -> str:
 @click.option("--force", is_flag=True, help="Download again even when the file is cached.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Pull this many models in parallel.")
 @click.option("-c", "--connections", type=click.IntRange(min=1, max=16), default=None,
-              help="Parallel Range connections per file (default: 4 for files of 64 MiB or more when the "
-                   "server serves ranges, else 1).")
+              help="Parallel Range connections per file (default: automatic: a file of 64 MiB or more goes "
+                   "to 4 when one connection brings under 100 MB/s and the server serves ranges).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @json_option
 @handle_errors

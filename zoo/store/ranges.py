@@ -341,9 +341,9 @@ class _Run:
             with self._lock:
                 while (upto := _frontier(self.pieces)) <= pos and not self.over.is_set():
                     self._lock.wait()
-            if upto <= pos:
+            if upto <= pos or self.error is not None:  # after a failure nothing is published: stop at once
                 break
-            while pos < upto and self.error is None:  # after a failure, nothing is published: stop at once
+            while pos < upto and self.error is None:
                 count = os.preadv(self.fd, [view[: min(len(view), upto - pos)]], pos)
                 if count <= 0:
                     break

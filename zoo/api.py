@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
 from zoo.index.catalog import Resolution, load_index
 from zoo.index.manifest import ImageRecipe, ModelEntry
-from zoo.model import Located, Model, load, locate
 from zoo.prediction import Failure, Prediction
 from zoo.store import cache, index_cache, sources
-from zoo.store.add import AddResult, RemoveResult
 from zoo.store.pull import pull_entry, test_data_dir
-from zoo.store.recorded import TestDataResult
+
+if TYPE_CHECKING:
+    from zoo.model import Located, Model, load, locate
+    from zoo.store.add import AddResult, RemoveResult
+    from zoo.store.recorded import TestDataResult
 
 __all__ = [
     "AddResult",
@@ -109,6 +111,7 @@ def check_providers(name_or_path: str | Path, *, opset: int | None = None, test_
     import onnxruntime as ort
 
     from zoo import check
+    from zoo.model import load
 
     reference = load(name_or_path, opset=opset, providers="cpu")
     sets = check.find_sets(reference.test_data_folder(test_data))
@@ -160,6 +163,7 @@ def add(path: str | Path, model_id: str, *, task: str | None = None, recipe: str
 
 def record_test_inputs(model_id: str, inputs: Sequence[str | Path], *, manifest: Path) -> TestDataResult:
     """Load an added model as `zoo predict` does, run it once per input, and keep feeds and outputs as its test set."""
+    from zoo.model import load
     from zoo.store.recorded import RecordedSet, record_test_data, storable_outputs
 
     loaded = load(model_id)
@@ -179,3 +183,16 @@ def remove(model_id: str, *, manifest: str | Path | None = None, keep_files: boo
     from zoo.store.add import remove_model
 
     return remove_model(model_id, manifest=None if manifest is None else Path(manifest), keep_files=keep_files)
+
+
+_RUN_STAGE = frozenset({"Located", "Model", "load", "locate"})
+
+
+def __getattr__(name: str) -> Any:
+    # The run stage (zoo.model: runtime, runners, the store's pull path) loads on first use, so that
+    # `zoo list`, `zoo info` and `zoo --help`, which import this module, do not pay for it.
+    if name in _RUN_STAGE:
+        from zoo import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -163,11 +163,19 @@ def _parse_float(text: str) -> float | _Refused:
     return value if math.isfinite(value) else _Refused(text)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json(raw: bytes, source: str) -> Any:
     """Plain JSON values from a manifest file's bytes, or ManifestError naming model and field."""
     # surrogateescape keeps a bad byte inside the string it belongs to, so the walk below can name
     # the field it sits in instead of only an offset in the file.
-    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    try:
+        text = raw.decode("utf-8")
+        clean = _SURROGATE_ESCAPE.search(text) is None  # "\udce9" in JSON also makes a lone surrogate
+    except UnicodeDecodeError:
+        text, clean = raw.decode("utf-8", errors="surrogateescape"), False
+    text = text.removeprefix("\ufeff")
     try:
         data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_Refused)
     except json.JSONDecodeError as exc:
@@ -175,8 +183,30 @@ def parse_json(raw: bytes, source: str) -> Any:
                             ) from None
     except RecursionError:
         raise ManifestError(source, None, "", f"values are nested far deeper than {MAX_DEPTH} levels") from None
-    _check_values(data, source)
+    # Every command parses the built-in manifests: a cheap pass first (valid UTF-8 needs no byte
+    # checks, depth and refused numbers need no paths); the walk that names the field runs only
+    # when something is wrong.
+    if not (clean and _quick_ok(data)):
+        _check_values(data, source)
     return data
+
+
+def _quick_ok(data: Any) -> bool:
+    """No refused number and no nesting past MAX_DEPTH (strings are known to be valid UTF-8)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, _Refused):
+            return False
+    return True
 
 
 def _check_values(data: Any, source: str) -> None:

@@ -15,17 +15,19 @@ an opset error) goes to the full index, so errors and suggestions stay the same.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.index.catalog import Index, Resolution, builtin_manifest_dir, load_index, normalize
 from zoo.index.manifest import ModelEntry
 from zoo.store import cache
 from zoo.version import __version__
+
+if TYPE_CHECKING:
+    import sqlite3
 
 FORMAT = 1  # bump when the table layout changes
 
@@ -48,11 +50,15 @@ def _user_roots() -> list[str]:
 
 def signature(files: list[Path]) -> str:
     """Changes whenever a manifest (or the list of them, or zoo) changes."""
-    digest = hashlib.sha256(f"{FORMAT}|{__version__}|{os.environ.get('ZOO_MANIFESTS', '')}".encode())
+    import hashlib  # not at the top: `zoo list` and `zoo --help` import this module and need neither
+
+    # blake2b: a change detector, not content verification (that is sha256, of model files only).
+    digest = hashlib.blake2b(f"{FORMAT}|{__version__}|{os.environ.get('ZOO_MANIFESTS', '')}".encode(),
+                             digest_size=16)
     for path in files:
         st = path.stat()
         digest.update(f"|{os.fsdecode(path)}|{st.st_size}|{st.st_mtime_ns}".encode(errors="surrogateescape"))
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
 
 
 def _raw_models(files: list[Path]) -> Iterator[tuple[str, str, str]]:
@@ -65,6 +71,8 @@ def _raw_models(files: list[Path]) -> Iterator[tuple[str, str, str]]:
 
 def build(db_path: Path, files: list[Path]) -> Index:
     """Parse and validate everything once (load_index), then write the lookup tables atomically."""
+    import sqlite3
+
     index = load_index(refresh=True)  # the files changed since this process last parsed them
     raw = {model_id.lower(): (family, text) for model_id, family, text in _raw_models(files)}
     tmp = db_path.with_name(f".{db_path.name}.{os.getpid()}.tmp")
@@ -97,6 +105,8 @@ def _name_rows(index: Index) -> Iterator[tuple[str, str, str, int, int]]:
 
 def _connect() -> sqlite3.Connection | None:
     """The compiled index for the manifests as they are now; built when missing; None when it cannot be."""
+    import sqlite3
+
     try:
         files = manifest_files()
         sig = signature(files)

@@ -128,6 +128,22 @@ def test_kill_9_during_deletion_never_leaves_test_data_half_deleted(
     assert states["in trash"] >= 1, f"no kill landed mid-deletion in {trials} trials (full run {full:.2f} s): {states}"
 
 
+@pytest.mark.parametrize("leftover", ["empty", "half-deleted-tree"])
+def test_a_deletion_with_nothing_to_delete_still_finishes_the_trash(mirror: Mirror, isolated_env: Path,
+                                                                    leftover: str) -> None:
+    """A kill after the last rename (trash/ left empty) or mid-rmtree: the next prune finishes it."""
+    seeded(isolated_env)
+    trash = isolated_env / "trash"
+    trash.mkdir()
+    if leftover == "half-deleted-tree":
+        (trash / "0123abcd" / "plus").mkdir(parents=True)
+        (trash / "0123abcd" / "plus" / "input_0.pb").write_bytes(b"x")
+    result = zoo("cache", "prune", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert not trash.exists()
+    assert_cache_clean(isolated_env)
+
+
 # -- half-present test data: restored by pull and check, refused elsewhere --------------------------------
 
 

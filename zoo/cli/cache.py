@@ -6,6 +6,7 @@ a plan (zoo.store.cache_plan) and ask before executing it; --dry-run stops at th
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -219,11 +220,21 @@ def _paths(n: int) -> str:
     return f"{n} path" if n == 1 else f"{n} paths"
 
 
+def _finish_trash(root: Path) -> None:
+    from zoo.store import cache as layout
+
+    real = Path(os.path.realpath(root))
+    if layout.is_zoo_cache(real):
+        layout.empty_trash(real)
+
+
 def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, empty: str) -> None:
     """Show the plan; unless dry_run, confirm (unless yes), execute it and report what was freed."""
     for text in plan.notes:
         click.echo(f"note: {text}", err=True)
     if not plan.items or dry_run:
+        if not dry_run:
+            _finish_trash(plan.root)  # a deletion killed after its last rename still leaves trash/ behind
         if as_json:
             emit_json(plan.to_dict())
         elif plan.items:

@@ -66,3 +66,14 @@ def zoo_cli(*args: str, code: int | None = 0, command: object = None, input: str
     if code is not None:
         assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     return result
+
+
+def zoo_files(*ids: str) -> dict[str, bytes]:
+    """{zoo path: bytes} of real model files in ../shared/data/models, as a mirror serves them."""
+    from zoo.index.catalog import load_index
+
+    out = {}
+    for model_id in ids:
+        entry = load_index().resolve(model_id).entry
+        out[entry.file.path] = need(DATA / "models" / entry.file.name).read_bytes()
+    return out

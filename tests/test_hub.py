@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, need, tar_gz
+from conftest import DATA, need, tar_gz, zoo_files
 from servers import FakeHubServer, MirrorServer
 
 from zoo import hub
@@ -24,14 +24,6 @@ from zoo.index.catalog import load_index
 from zoo.store import cache
 
 MNIST_8_SHA = "2f06e72de813a8635c9bc0397ac447a601bdbfa7df4bebc278723b958831c9bf"  # onnx.hub's docs print it
-
-
-def zoo_files(*ids: str) -> dict[str, bytes]:
-    out = {}
-    for model_id in ids:
-        entry = load_index().resolve(model_id).entry
-        out[entry.file.path] = need(DATA / "models" / entry.file.name).read_bytes()
-    return out
 
 
 @pytest.fixture

@@ -12,22 +12,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, need
+from conftest import DATA, need, zoo_files
 from servers import FakeHubServer, Fault, MirrorServer
 
 from zoo.cli import cli
 from zoo.index.catalog import load_index
 
 MNIST = "mnist-8"
-
-
-def zoo_files(*ids: str) -> dict[str, bytes]:
-    """{zoo path: bytes} of real model files in ../shared/data/models."""
-    out = {}
-    for model_id in ids:
-        entry = load_index().resolve(model_id).entry
-        out[entry.file.path] = need(DATA / "models" / entry.file.name).read_bytes()
-    return out
 
 
 @pytest.fixture

@@ -214,3 +214,38 @@ def test_tabular_rows_render_labels_and_regressor_values() -> None:
     assert render.text(head, label).splitlines()[1] == "  label virginica  (setosa: 0.100, virginica: 0.900)"
     for rows in (value, label):  # rows that crossed a process boundary come back the same
         assert from_plain("tabular", rows.to_dict()).to_dict() == rows.to_dict()
+
+
+def test_mirror_export_refuses_an_empty_dir_instead_of_writing_here(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = zoo_cli("mirror", "export", "", code=2)
+    assert "DIR is an empty string" in result.stderr and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out", ["{tmp}/missing/m.onnx", "{tmp}", ""])
+def test_export_refuses_a_bad_target_before_any_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         out: str) -> None:
+    with served_mnist(monkeypatch) as server:
+        result = zoo_cli("export", "mnist-8", out.format(tmp=tmp_path), code=2)
+        assert server.requests == []
+    assert "cannot write the exported model" in result.stderr and "hint:" in result.stderr
+
+
+def test_serve_without_its_extra_says_how_to_install_it() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'starlette':\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from zoo.cli import main\n"
+            "sys.argv = ['zoo', 'serve']\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "needs the serve extra" in proc.stderr and "pip install 'zoo-client[serve]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -9,7 +9,7 @@ from zoo.cli.output import emit_json, handle_errors, json_option, opset_option
 
 @click.command("export")
 @click.argument("name")
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out")
 @opset_option
 @click.option("--postprocess/--no-postprocess", default=True, show_default=True,
               help="Decode in the graph too (top-k and labels, boxes after NMS) where ONNX ops allow.")
@@ -30,8 +30,16 @@ def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int 
       zoo export ultraface-320 faces.onnx --json
     """
     # Heavy imports here: `zoo --help` must not load onnx or numpy.
+    from pathlib import Path
+
+    from zoo.errors import InputError
     from zoo.export import export_model
 
+    target = Path(out)
+    if not out or target.is_dir() or not target.parent.is_dir():
+        raise InputError(f"cannot write the exported model to {out!r}: "
+                         + ("it is a folder" if out and target.is_dir() else "its folder does not exist"),
+                         expected=["a file name such as model.onnx in an existing folder"])
     report = export_model(name, out, opset=opset, postprocess=postprocess, topk=topk)
     if as_json:
         emit_json(report.to_dict())

@@ -34,13 +34,13 @@ mirror.epilog = EPILOG
 
 
 @mirror.command("export", epilog=EPILOG)
-@click.argument("dest", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dest_text", metavar="DIR")
 @click.argument("names", nargs=-1)
 @click.option("--with-test-data", is_flag=True, help="Also export the models' cached test-data archives.")
 @click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
 @json_option
 @handle_errors
-def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bool, as_json: bool) -> None:
+def export(dest_text: str, names: tuple[str, ...], with_test_data: bool, dry_run: bool, as_json: bool) -> None:
     """Write verified cached models into DIR, laid out like the zoo repo, for ZOO_MIRROR.
 
     NAMES (ids, aliases or hub names) choose the models; by default every
@@ -56,6 +56,14 @@ def export(dest: Path, names: tuple[str, ...], with_test_data: bool, dry_run: bo
       ZOO_MIRROR=http://host:8000 zoo pull mnist-8 resnet50     # on another machine
       zoo mirror export /srv/zoo resnet50 mnist --with-test-data --dry-run
     """
+    from zoo.errors import InputError
+
+    # click would read an empty DIR as "." and write the mirror into the current folder.
+    if not dest_text:
+        raise InputError("DIR is an empty string", expected=["the folder to write the mirror into"])
+    dest = Path(dest_text).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest} is a file", expected=["a folder (created when missing)"])
     from zoo.store import mirror as mirror_mod
 
     plan = mirror_mod.plan(dest, _resolve(names) if names else None, with_test_data=with_test_data)

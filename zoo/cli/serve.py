@@ -49,8 +49,10 @@ def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_del
         from zoo.serve.models import PoolConfig
         from zoo.serve.state import ServeConfig
     except ImportError as exc:
-        raise click.ClickException(f"zoo serve needs the serve extra ({exc.name} is missing): "
-                                   "pip install 'zoo-client[serve]'") from None
+        from zoo.errors import ZooError
+
+        raise ZooError(f"zoo serve needs the serve extra ({exc.name} is missing)",
+                       hint="pip install 'zoo-client[serve]'") from None
     access = auth.decide(host, token, no_auth=no_auth)
     pool = PoolConfig(max_batch=max_batch, max_delay=max_delay_ms / 1000, keep_alive=main.parse_duration(keep_alive),
                       max_loaded=max_loaded, slots=concurrency, threads=threads, providers=provider)

@@ -23,6 +23,8 @@ them alike; the figures are medians over the windows.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import http.client
 import json
 import os
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -103,8 +106,9 @@ def load(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], clien
     return len(latencies) / (time.perf_counter() - started), latencies
 
 
-def ceiling(model_id: str, feeds: list[Any], clients: int, seconds: float, batchable: bool) -> dict[str, float]:
-    """Raw onnxruntime in-process, images/s of each arrangement of the THREADS budget (the ceiling is the best)."""
+def ceiling(model_id: str, feeds: list[Any], clients: int, seconds: float,
+            batchable: bool) -> dict[str, tuple[float, float]]:
+    """Raw onnxruntime in-process: (images/s, CPU s per image) of each arrangement of the THREADS budget."""
     wide, narrow = _session(model_id, THREADS, feeds[0]), _session(model_id, THREADS // SLOTS, feeds[0])
     found = {f"{clients} thread(s) of singles": _drive(wide, feeds, clients, 1, seconds),
              f"{min(clients, SLOTS)} thread(s) of singles, 1-thread session": _drive(narrow, feeds,
@@ -127,8 +131,8 @@ def _session(model_id: str, threads: int, feed: Any) -> Any:
     return session
 
 
-def _drive(session: Any, feeds: list[Any], workers: int, rows: int, seconds: float) -> float:
-    """Images/s of `workers` threads each running batches of `rows` images for `seconds`."""
+def _drive(session: Any, feeds: list[Any], workers: int, rows: int, seconds: float) -> tuple[float, float]:
+    """(images/s, CPU seconds per image) of `workers` threads each running batches of `rows` images for `seconds`."""
     import numpy as np
 
     batches = [np.concatenate([feeds[(i + j) % len(feeds)] for j in range(rows)]) for i in range(len(feeds))]
@@ -141,10 +145,32 @@ def _drive(session: Any, feeds: list[Any], workers: int, rows: int, seconds: flo
             counts[i] += rows
             n += workers
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(worker, range(workers)))
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts) / (time.perf_counter() - started), (time.process_time() - cpu) / max(1, sum(counts))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + sys) of a process so far: its main thread (the event loop), and its other threads."""
+    tick, loop, rest = os.sysconf("SC_CLK_TCK"), 0.0, 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+            used = (int(fields[11]) + int(fields[12])) / tick
+            loop, rest = (loop + used, rest) if tid == str(pid) else (loop, rest + used)
+    return loop, rest
+
+
+def accounted(pid: int, drive: Callable[[], tuple[float, list[float]]]) -> tuple[float, list[float], tuple[float, ...]]:
+    """`drive()`'s (requests/s, latencies) and the CPU seconds per request it cost: (event loop, other
+    server threads, clients). The clients' CPU is this process's: nothing else runs in it meanwhile."""
+    loop0, rest0 = cpu_split(pid)
+    client0 = time.process_time()
+    rate, latencies = drive()
+    loop1, rest1 = cpu_split(pid)
+    n = max(1, len(latencies))
+    return rate, latencies, ((loop1 - loop0) / n, (rest1 - rest0) / n, (time.process_time() - client0) / n)
 
 
 def free_port() -> int:
@@ -201,11 +227,14 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
                 for system in order:
                     windows[system].append(
                         ceiling(model_id, feeds, clients, seconds, model_id == BATCHED) if system == "ceiling"
-                        else load(ports[system], path, bodies, clients, seconds))
+                        else accounted(procs[system].pid,
+                                       functools.partial(load, ports[system], path, bodies, clients, seconds)))
             for system in ("zoo", "plain"):
-                rates = [rate for rate, _ in windows[system]]
-                out[(system, clients)] = (statistics.median(rates), [x for _, lat in windows[system] for x in lat])
-            out[("ceiling", clients)] = {name: statistics.median(w[name] for w in windows["ceiling"])
+                got = windows[system]
+                out[(system, clients)] = (statistics.median(w[0] for w in got), [x for w in got for x in w[1]],
+                                          tuple(statistics.median(w[2][i] for w in got) for i in range(3)))
+            out[("ceiling", clients)] = {name: (statistics.median(w[name][0] for w in windows["ceiling"]),
+                                                statistics.median(w[name][1] for w in windows["ceiling"]))
                                          for name in windows["ceiling"][0]}
             out[("windows", clients)] = reps
     finally:
@@ -217,14 +246,16 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
 def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
     rows = []
     for clients in LEVELS:
-        rate, lat = found[("zoo", clients)]
-        plain_rate, plain_lat = found[("plain", clients)]
-        arrangements: dict[str, float] = found[("ceiling", clients)]
-        best = max(arrangements.values())
+        rate, lat, cpu = found[("zoo", clients)]
+        plain_rate, plain_lat, plain_cpu = found[("plain", clients)]
+        arrangements: dict[str, tuple[float, float]] = found[("ceiling", clients)]
+        best, best_cpu = max(arrangements.values())
         notes = (f"medians of {found[('windows', clients)]} interleaved windows; zoo p50 {pct(lat, 50)} p99 "
                  f"{pct(lat, 99)}; plain server {plain_rate:.1f} req/s, p50 {pct(plain_lat, 50)} p99 "
                  f"{pct(plain_lat, 99)}; ceiling (img/s): "
-                 + ", ".join(f"{name} {value:.1f}" for name, value in arrangements.items()))
+                 + ", ".join(f"{name} {value:.1f}" for name, (value, _) in arrangements.items())
+                 + f"; CPU ms per request (event loop + session threads + clients): zoo {_split(cpu)}, plain "
+                 f"{_split(plain_cpu)}; the ceiling's best: {1000 * best_cpu:.2f} per image, no HTTP, no client")
         key_row = model_id == BATCHED and clients == 8  # the issue's targets: >= 0.8x ceiling, ahead of plain
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs in-process ceiling", rate, best, _rps,
                             ratio_at_least(0.8) if key_row else INFO, notes))
@@ -232,6 +263,10 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
                             plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
                             f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
     return rows
+
+
+def _split(cpu: tuple[float, ...]) -> str:
+    return " + ".join(f"{1000 * part:.2f}" for part in cpu) + f" = {1000 * sum(cpu):.2f}"
 
 
 def _rps(value: float) -> str:

@@ -25,6 +25,12 @@ class LoadError(ZooError):
         super().__init__(f"model {name} failed to load: {reason}", hint=hint)
 
 
+def internal_error(exc: BaseException) -> RequestError:
+    """A bug's answer: 500 naming the exception; the caller logs the traceback."""
+    return RequestError(f"internal error: {type(exc).__name__}: {exc}", status=500,
+                        hint="a bug in zoo serve: the server log has the traceback")
+
+
 def status_of(exc: ZooError) -> int:
     """The HTTP status for an expected failure."""
     if isinstance(exc, RequestError):

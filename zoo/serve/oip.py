@@ -32,6 +32,7 @@ ONNX_TYPES = {"tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)"
               "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
               "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
               "tensor(string)": "BYTES"}
+_DATATYPES = {dtype: datatype for datatype, dtype in DTYPES.items()}  # an output's dtype to its datatype
 HEADER = "Inference-Header-Content-Length"
 
 
@@ -204,10 +205,10 @@ def encode_response(*, model: str, version: str, request_id: str | None,
 def _datatype_of_array(name: str, array: np.ndarray) -> str:
     if array.dtype.kind in "OUS":
         return "BYTES"
-    for datatype, dtype in DTYPES.items():
-        if array.dtype == dtype or array.dtype == dtype.newbyteorder("="):
-            return datatype
-    raise RequestError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry", status=500)
+    datatype = _DATATYPES.get(array.dtype.newbyteorder("<"))
+    if datatype is None or array.dtype.byteorder == ">":
+        raise RequestError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry", status=500)
+    return datatype
 
 
 def _bytes_of(array: np.ndarray, datatype: str) -> bytes:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from zoo.serve import oip
 from zoo.serve.errors import RequestError
 from zoo.serve.models import Served
-from zoo.serve.state import state_of, tag
+from zoo.serve.state import ServerState, state_of, tag
 from zoo.version import __version__
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -84,11 +84,21 @@ async def model_ready(request: Request) -> JSONResponse:
 
 
 async def infer(request: Request) -> Response:
+    """The infer route through Starlette; zoo.serve.front answers POSTs to it before Starlette (same answer)."""
     served = await _served(request, "infer")
-    state, model = state_of(request), served.model
+    payload, json_length = await answer_infer(state_of(request), served, await request.body(),
+                                              request.headers.get(oip.HEADER))
+    if json_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(payload, media_type="application/octet-stream", headers={oip.HEADER: str(json_length)})
+
+
+async def answer_infer(state: ServerState, served: Served, body: bytes,
+                       header_value: str | None) -> tuple[bytes, int | None]:
+    """The response body of one infer request, and its JSON header's length when binary outputs follow."""
+    model = served.model
     with served.use():
-        body = await request.body()
-        header_length = _header_length(request)
+        header_length = header_length_of(header_value)
         if (len(body) if header_length is None else header_length) <= INLINE_JSON:
             parsed = oip.parse_request(body, header_length)  # binary tensors: a small header, parsed at once
         else:
@@ -105,14 +115,11 @@ async def infer(request: Request) -> Response:
                                        outputs=picked)
 
         as_json = sum(value.size for _, value, binary in picked if not binary)
-        payload, json_length = encode() if as_json <= INLINE_VALUES else await state.in_thread(encode)
-    if json_length is None:
-        return Response(payload, media_type="application/json")
-    return Response(payload, media_type="application/octet-stream", headers={oip.HEADER: str(json_length)})
+        return encode() if as_json <= INLINE_VALUES else await state.in_thread(encode)
 
 
-def _header_length(request: Request) -> int | None:
-    value = request.headers.get(oip.HEADER)
+def header_length_of(value: str | None) -> int | None:
+    """The JSON part's length from the Inference-Header-Content-Length header (None: the body is all JSON)."""
     if value is None:
         return None
     if not value.strip().isdigit():

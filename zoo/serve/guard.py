@@ -1,0 +1,100 @@
+"""The guard every HTTP request passes: bearer token, body size limit, metrics and the access-log line.
+
+Pure ASGI, so that it wraps both doors of the server alike: Starlette's routes (as a
+middleware) and the infer route that zoo.serve.front answers before Starlette.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zoo.serve import auth
+from zoo.serve.errors import RequestError, error_body
+from zoo.serve.state import ServerState
+
+CLIENT_GONE = 499  # the status logged for a request whose client left before the answer (as nginx logs it)
+
+
+class Guard:
+    """Pure ASGI middleware around every HTTP request: token, body size limit, metrics, access log.
+
+    The body limit is enforced twice: a declared Content-Length over it is refused before a
+    byte is read, and a body that streams past it (chunked uploads) is cut off as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, limit = time.perf_counter(), self.state.config.max_body
+        labels: dict[str, Any] = scope.setdefault("state", {})  # what handlers put in request.state
+        seen = {"status": 500, "in": 0, "out": 0}  # 500 until a response starts: a request that ends without one
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["out"] += len(message.get("body", b""))
+            await send(message)
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["in"] += len(message.get("body", b""))
+                if seen["in"] > limit:
+                    raise _too_large(limit)
+            elif message["type"] == "http.disconnect" and seen["status"] == 500:  # no answer was started
+                seen["status"] = CLIENT_GONE
+            return message
+
+        try:
+            refusal = self._refusal(scope, limit)
+            if refusal is not None:
+                await _send_error(counted_send, refusal, scope)
+            else:
+                await self.app(scope, limited_receive, counted_send)
+        finally:
+            client = scope.get("client")
+            self.state.metrics.record(method=scope["method"], path=scope["path"], status=seen["status"],
+                                      seconds=time.perf_counter() - started, model=labels.get("model"),
+                                      endpoint=labels.get("endpoint"), client=client[0] if client else None,
+                                      received=seen["in"], sent=seen["out"])
+
+    def _refusal(self, scope: Scope, limit: int) -> RequestError | None:
+        authorization, length = None, b""
+        for name, value in scope["headers"]:  # ASGI servers give header names in lower case
+            if name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        token = self.state.config.token
+        if token and scope["path"] not in auth.OPEN_PATHS and not auth.token_matches(authorization, token):
+            return RequestError("missing or wrong bearer token", status=401,
+                                hint="send the header `Authorization: Bearer <token>` (zoo serve --token)")
+        if length.isdigit() and int(length) > limit:
+            return _too_large(limit)
+        return None
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(f"the request body is over the {limit} byte limit", status=413,
+                        hint="send a smaller body, or start the server with a larger --max-body")
+
+
+async def _send_error(send: Send, error: RequestError, scope: Scope) -> None:
+    protocol = "v2" if scope["path"].startswith("/v2") else "v1"
+    response = JSONResponse(error_body(error, protocol=protocol), error.status)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}

@@ -315,7 +315,11 @@ def rm_on_a_terminal(answer: str) -> subprocess.CompletedProcess[str]:
 def test_rm_asks_first_on_a_terminal(zoo: Zoo) -> None:
     run("import", str(zoo.file("beta-net-2.onnx")))
     refused = rm_on_a_terminal("n\n")
-    assert refused.returncode == 1 and "delete these 3 paths?" in refused.stderr and "Aborted" in refused.stderr
+    assert refused.returncode == 0 and "delete these 3 paths?" in refused.stderr, refused.stderr
+    assert "nothing was deleted" in refused.stderr and "Aborted" not in refused.stderr
+    assert zoo.blob("beta-net-2.onnx").is_file()
+    ended = rm_on_a_terminal("\x04")  # end of input (Ctrl-D) at the prompt: a no, not a crash
+    assert ended.returncode == 0 and "nothing was deleted" in ended.stderr and "Aborted" not in ended.stderr
     assert zoo.blob("beta-net-2.onnx").is_file()
     assert rm_on_a_terminal("y\n").returncode == 0
     assert not zoo.blob("beta-net-2.onnx").exists()

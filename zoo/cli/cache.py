@@ -249,8 +249,15 @@ def _carry_out(plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, emp
             # click.confirm would read EOF and exit 1 "Aborted!": say what to do instead.
             raise ZooError(f"not deleting {_paths(len(plan.items))} without confirmation: there is no terminal "
                            "to ask on", hint="pass --yes to delete without asking (or --dry-run to only look)")
-        click.confirm(f"delete {'this' if len(plan.items) == 1 else 'these'} {_paths(len(plan.items))}?", abort=True,
-                      err=True)
+        try:
+            confirmed = click.confirm(f"delete {'this' if len(plan.items) == 1 else 'these'} "
+                                      f"{_paths(len(plan.items))}?", err=True)
+        except click.Abort:  # Ctrl-C or end of input at the prompt: a no, on a line of its own
+            click.echo(err=True)
+            confirmed = False
+        if not confirmed:  # declining is the user's choice, not a failure: exit 0
+            click.echo("nothing was deleted (pass --yes to skip the question)", err=True)
+            return
     result = plan.execute()
     for item, why in result.skipped:
         if why != "already gone":

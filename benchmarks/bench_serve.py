@@ -12,7 +12,7 @@ Every system answers the same question: the OIP binary infer of one preprocessed
 - plain: a minimal hand-written Starlette + uvicorn + onnxruntime server doing the same
   work without batching (one session.run per request, in Starlette's thread pool, a 2-thread session).
 
-Clients are C threads with one keep-alive http.client connection each, sending the same
+Clients are C threads with one keep-alive connection each, sending the same prebuilt request
 bytes to both servers; they share the machine's cores with the server, as a sidecar would.
 Both servers run at once, each in its own process (the idle one costs nothing), and the three
 systems take turns in short windows, `reps` times, so that a busy machine's swings hit all of
@@ -79,24 +79,26 @@ def body_of(tensor: Any) -> tuple[bytes, dict[str, str]]:
 
 def load(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], clients: int,
          seconds: float) -> tuple[float, list[float]]:
-    """Drive `clients` threads against the server for `seconds`; (requests/s, latencies)."""
+    """Drive `clients` threads against the server for `seconds`; (requests/s, latencies).
+
+    Each thread keeps one keep-alive connection and sends requests built once, byte for byte:
+    a load generator's own CPU is taken from the server's cores, so it does no per-request
+    work beyond the socket calls and finding the response's end (as wrk does).
+    """
+    requests = [_request_bytes(port, path, body, headers) for body, headers in bodies]
     stop = time.perf_counter() + seconds
     lock, latencies = threading.Lock(), []
 
     def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        n, mine = i, []
-        while time.perf_counter() < stop:
-            body, headers = bodies[n % len(bodies)]
-            t0 = time.perf_counter()
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{path}: HTTP {response.status}")
-            mine.append(time.perf_counter() - t0)
-            n += clients
-        conn.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            n, mine, pending = i, [], b""
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                conn.sendall(requests[n % len(requests)])
+                pending = _read_response(conn, pending, path)
+                mine.append(time.perf_counter() - t0)
+                n += clients
         with lock:
             latencies.extend(mine)
 
@@ -104,6 +106,35 @@ def load(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], clien
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     return len(latencies) / (time.perf_counter() - started), latencies
+
+
+def _request_bytes(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _read_response(conn: socket.socket, pending: bytes, path: str) -> bytes:
+    """Read one response (the servers always send Content-Length); returns what came after it."""
+    data = pending
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        data += _recv(conn)
+    head = data[:end].lower()
+    if not head.startswith(b"http/1.1 200"):
+        raise RuntimeError(f"{path}: {head[:40].decode(errors='replace')}")
+    at = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")  # not Inference-Header-Content-Length
+    line_end = head.find(b"\r\n", at)
+    total = end + 4 + int(head[at:line_end if line_end >= 0 else None])
+    while len(data) < total:
+        data += _recv(conn)
+    return data[total:]
+
+
+def _recv(conn: socket.socket) -> bytes:
+    chunk = conn.recv(65536)
+    if not chunk:
+        raise RuntimeError("the server closed the connection")
+    return chunk
 
 
 def ceiling(model_id: str, feeds: list[Any], clients: int, seconds: float,

@@ -16,7 +16,7 @@ import pytest
 from conftest import json_lines, zoo_cli
 from onnx import TensorProto, helper
 from PIL import Image
-from servers import MirrorServer
+from servers import FakeHubServer, MirrorServer
 
 import zoo
 from zoo.index import user_manifest
@@ -110,6 +110,26 @@ def test_mirror_carries_the_user_manifest_to_a_fresh_home(iris: tuple[Path, np.n
     csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "d"], held[:4])
     rows = json_lines(zoo_cli("predict", "rf-iris", str(csv), "--json").stdout)
     assert [r["predictions"][0]["label"] for r in rows] == [IRIS[i] for i in expected[:4]]
+
+
+def test_a_model_you_added_is_never_asked_of_hugging_face(iris: tuple[Path, np.ndarray, np.ndarray],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its name would go to a third party, and the file is not there: only the user's mirrors are tried."""
+    path, _, _ = iris
+    add_iris(path)
+    cached = cache.cached_path(load_index().resolve("rf-iris").entry)
+    assert cached is not None
+    zoo_cli("cache", "rm", "rf-iris", "--yes")
+    with FakeHubServer({"onnxmodelzoo/rf-iris": {"rf-iris.onnx": path.read_bytes()}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        failed = zoo_cli("pull", "rf-iris", code=3)
+        assert hub.requests == []
+        assert "could not download rf-iris" in failed.stderr and "looked for on your mirrors only" in failed.stderr
+        sources = json.loads(zoo_cli("info", "rf-iris", "--json").stdout)["sources"]
+        assert sources == []
+    with MirrorServer({"user/rf-iris/rf-iris.onnx": path.read_bytes()}) as mirror:  # a mirror brings it back
+        pulled = Path(zoo_cli("pull", "rf-iris", "--mirror", mirror.url, "-q").stdout.strip())
+        assert pulled.read_bytes() == path.read_bytes() and hub.requests == []
 
 
 def test_remove_undoes_add(iris: tuple[Path, np.ndarray, np.ndarray]) -> None:

@@ -205,7 +205,8 @@ def _download_any(job: _Job, sources: Sequence[Source]) -> str:
 
 
 def _all_failed(job: _Job, failures: list[tuple[str, str]]) -> DownloadError:
-    lines = "".join(f"\n  {url}: {why}" for url, why in failures) or "\n  (no sources)"
+    lines = "".join(f"\n  {url}: {why}" for url, why in failures) or (
+        "\n  (no sources: a model you added is looked for on your mirrors only, and none is set)")
     hint = "check the network, add a source with --mirror URL or ZOO_MIRROR, or copy the file here and run "
     hint += f"`zoo cache import FILE --id {job.entry.id}`"
     if job.partial.is_file():

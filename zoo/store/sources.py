@@ -64,9 +64,17 @@ def hf_endpoint() -> str:
 
 
 def plan(entry: ModelEntry, file: FileEntry | None = None, *, extra_mirrors: Sequence[str] = ()) -> list[Source]:
-    """Every source for `file` (default: the model file), in the order to try them."""
+    """Every source for `file` (default: the model file), in the order to try them.
+
+    A model of the user's own manifest (`zoo add`) is never looked up on Hugging Face: it is not
+    there, and asking would tell a third party its name. Only the mirrors are tried for it.
+    """
+    from zoo.index.user_manifest import FAMILY
+
     file = file or entry.file
     out = [Source("mirror", f"{base.rstrip('/')}/{quote(file.path)}") for base in mirrors(extra_mirrors)]
+    if entry.family == FAMILY:
+        return out
     endpoint = hf_endpoint()
     out.append(_hf_source(endpoint, HF_LEGACY_REPO, file.path))
     suffix = file.name.rsplit(".", 1)[-1] if file.name.endswith(".onnx") else "tar.gz"

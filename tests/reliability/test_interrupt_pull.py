@@ -144,3 +144,23 @@ def interrupt_within_a_second(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == 130, err
     assert took < 1.5, f"exit took {took:.2f} s after SIGINT"
     assert "interrupted" in err and "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_ends_a_wait_for_another_process_lock(slow_mirror: Mirror, isolated_env: Path, jobs: str) -> None:
+    """A pull waiting for the blob another zoo process is downloading stops at Ctrl-C, in worker threads too."""
+    env = env_of(isolated_env, slow_mirror)
+    holder = spawn_zoo("pull", "-j", "2", BIG.model_id, OTHER.model_id, env=env)
+    try:
+        wait_for(lambda: all(partial_of(isolated_env, m).is_file() for m in (BIG, OTHER)))
+        waiter = spawn_zoo("pull", "-j", jobs, BIG.model_id, OTHER.model_id, env=env)
+        assert waiter.stderr is not None
+        line = waiter.stderr.readline()  # the waiter says what it waits for before it blocks
+        assert "waiting for another zoo process" in line, line
+        interrupt_within_a_second(waiter)
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.communicate(timeout=30)
+    for model in (BIG, OTHER):  # the holder's partials are the holder's: the waiter touched nothing
+        kept = partial_of(isolated_env, model).read_bytes()
+        assert 0 < len(kept) < len(model.data) and kept == model.data[: len(kept)]

@@ -23,9 +23,7 @@ re-verification and imports.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -137,6 +135,8 @@ def ensure_root(root: Path | None = None) -> Path:
         real_dir(root, *parts)
     tag = root / "CACHEDIR.TAG"
     if not tag.is_file():
+        import uuid  # here, not at the top: zoo.load of a cached model reads the cache and writes nothing
+
         # Written to a unique temp name first so a concurrent reader never sees half a tag.
         tmp = root / f".CACHEDIR.TAG.{os.getpid()}.{uuid.uuid4().hex}"
         tmp.write_text(CACHEDIR_TAG)
@@ -167,6 +167,8 @@ def link_view(blob: Path, view: Path) -> str:
     under a temp name and moved into place, so it is never half there. The view's
     folder must be a real folder under the cache's models/ (CacheError otherwise).
     """
+    import uuid  # only writers need it (see ensure_root)
+
     root = blob.parent.parent.parent  # blobs/sha256/<sha256>
     real_dir(root, "models", view.parent.name)
     tmp = view.with_name(f".{view.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -190,6 +192,8 @@ def _make_link(blob: Path, tmp: Path) -> str:
         return "symlink"
     except OSError:
         pass
+    import shutil  # only writers need it (see ensure_root)
+
     shutil.copyfile(blob, tmp)
     return "copy"
 
@@ -215,6 +219,8 @@ def blob_lock(sha256: str, root: Path | None = None, *, on_wait: Callable[[str],
     """
     from filelock import FileLock, Timeout  # ships with huggingface_hub; only needed to write
 
+    from zoo.store import interrupt
+
     root = root or home()
     for path in (lock_path(sha256, root), partial_path(sha256, root)):
         if path.is_symlink():
@@ -225,7 +231,12 @@ def blob_lock(sha256: str, root: Path | None = None, *, on_wait: Callable[[str],
     except Timeout:
         if on_wait:
             on_wait(f"waiting for another zoo process to finish {sha256[:12]} (lock {lock.lock_file})")
-        lock.acquire()
+        while True:  # in short waits: a worker thread sees no KeyboardInterrupt, only the stop flag
+            try:
+                lock.acquire(timeout=0.1)
+                break
+            except Timeout:
+                interrupt.check()
     try:
         yield
     finally:
@@ -276,6 +287,9 @@ def discard(root: Path, path: Path) -> None:
     A crash can leave a half-deleted tree only in trash/, which empty_trash() (run by every deletion)
     finishes; the tree's own name shows it whole or not at all.
     """
+    import shutil  # only deletions need these (see ensure_root)
+    import uuid
+
     for _ in range(3):
         target = real_dir(root, "trash") / uuid.uuid4().hex
         try:
@@ -300,6 +314,8 @@ def empty_trash(root: Path) -> None:
         names = os.listdir(trash)
     except OSError:
         return
+    import shutil  # only deletions need it (see ensure_root)
+
     for name in names:
         item = trash / name
         if item.is_dir() and not item.is_symlink():

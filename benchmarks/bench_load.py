@@ -7,11 +7,14 @@ InferenceSession(path)`), timed by the child from before its first import; proce
 take turns. Cold with zoo's optimised graph already cached is every run after the
 first; the first ever also optimises the graph and writes it. CPU seconds (user + sys
 of the child, as it reports them) are shown beside wall time: on a shared machine they
-move less.
+move less. Bytecode is cached in a temp PYTHONPYCACHEPREFIX, as it is for an installed wheel
+(and for onnxruntime's own modules); when this environment sets PYTHONDONTWRITEBYTECODE (zoo's
+editable source then compiles in every process), the cold load is also timed that way.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from benchmarks._common import (
     INFO,
     Config,
     Row,
+    Target,
     compare,
     environ,
     guarded,
@@ -90,37 +94,56 @@ def _warm(home: Path, seed: Path, path: Path, runs: int) -> list[Row]:
 def _cold(work: Path, seed: Path, path: Path, runs: int, firsts: int) -> list[Row]:
     cached = work / "cold-cached"
     shutil.copytree(seed, cached, symlinks=True)
-    _child(COLD_ZOO.format(model_id=MODEL_ID), cached)  # writes the optimised graph that later runs reuse
     codes = {"zoo": COLD_ZOO.format(model_id=MODEL_ID), "raw": COLD_RAW.format(path=str(path), cpu=CPU)}
-    got: dict[str, list[tuple[float, float]]] = {"zoo": [], "raw": []}
-    for n in range(runs):
-        for side in in_turn(list(codes), n):
-            got[side].append(_child(codes[side], cached))
+    bytecode: dict[str, str | None] = {"PYTHONPYCACHEPREFIX": str(work / "pycache"), "PYTHONDONTWRITEBYTECODE": None}
+    for code in codes.values():  # writes the optimised graph that later runs reuse, and both sides' bytecode
+        _child(code, cached, bytecode)
+    got = _turns(codes, cached, runs, bytecode)
     first: list[tuple[float, float]] = []
     for n in range(firsts):
         home = work / f"cold-first-{n}"
         shutil.copytree(seed, home, symlinks=True)  # a seeded cache with no optimised graph yet
-        first.append(_child(codes["zoo"], home))
-    wall = {side: [w for w, _ in got[side]] for side in got}
-    cpu = {side: median([c for _, c in got[side]]) for side in got}
-    runs_text = "; ".join(f"{side} " + ", ".join(f"{1000 * w:.0f}" for w in wall[side]) for side in wall)
-    return [
-        compare(f"load {MODEL_ID} (cold: fresh process, imports included)", median(wall["zoo"]),
-                median(wall["raw"]), ms, ratio_at_most(1.2),
-                f"median of {runs} fresh processes per side, taking turns; zoo's optimised graph cached (every run "
-                f"after the first); CPU (user+sys) median: zoo {1000 * cpu['zoo']:.0f} ms, raw "
-                f"{1000 * cpu['raw']:.0f} ms (x{cpu['zoo'] / cpu['raw']:.2f}); file in the page cache; "
-                f"runs ms: {runs_text}"),
+        first.append(_child(codes["zoo"], home, bytecode))
+    rows = [
+        _cold_row(f"load {MODEL_ID} (cold: fresh process, imports included)", got, ratio_at_most(1.2),
+                  f"median of {runs} fresh processes per side, taking turns; zoo's optimised graph cached (every "
+                  "run after the first); bytecode cached"),
         compare(f"load {MODEL_ID} (cold, first ever: zoo optimises and caches the graph)",
-                median([w for w, _ in first]), median(wall["raw"]), ms, INFO,
+                median([w for w, _ in first]), median([w for w, _ in got["raw"]]), ms, INFO,
                 f"median of {firsts} fresh processes, each with a cache holding no optimised graph yet; baseline: "
                 "the raw cold load above (it optimises in memory every time and writes nothing)"),
     ]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        plain = _turns(codes, cached, runs, {})
+        rows.append(_cold_row(f"load {MODEL_ID} (cold, PYTHONDONTWRITEBYTECODE=1 inherited)", plain, INFO,
+                              f"median of {runs} fresh processes per side, taking turns; no .pyc for zoo's "
+                              "editable source: its modules compile in every process (onnxruntime's come "
+                              "from site-packages)"))
+    return rows
 
 
-def _child(code: str, home: Path) -> tuple[float, float]:
+def _turns(codes: dict[str, str], home: Path, runs: int,
+           env: dict[str, str | None]) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) of `runs` fresh processes per side, taking turns."""
+    got: dict[str, list[tuple[float, float]]] = {side: [] for side in codes}
+    for n in range(runs):
+        for side in in_turn(list(codes), n):
+            got[side].append(_child(codes[side], home, env))
+    return got
+
+
+def _cold_row(name: str, got: dict[str, list[tuple[float, float]]], target: Target, how: str) -> Row:
+    wall = {side: [w for w, _ in got[side]] for side in got}
+    cpu = {side: median([c for _, c in got[side]]) for side in got}
+    runs_text = "; ".join(f"{side} " + ", ".join(f"{1000 * w:.0f}" for w in wall[side]) for side in wall)
+    return compare(name, median(wall["zoo"]), median(wall["raw"]), ms, target,
+                   f"{how}; CPU (user+sys) median: zoo {1000 * cpu['zoo']:.0f} ms, raw {1000 * cpu['raw']:.0f} ms "
+                   f"(x{cpu['zoo'] / cpu['raw']:.2f}); file in the page cache; runs ms: {runs_text}")
+
+
+def _child(code: str, home: Path, env: dict[str, str | None]) -> tuple[float, float]:
     """(wall, CPU) seconds a fresh Python process reports for `code` (it prints them last)."""
-    with environ(ZOO_HOME=str(home)):
+    with environ(ZOO_HOME=str(home), **env):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall, cpu = out.stdout.strip().splitlines()[-1].split()
     return float(wall), float(cpu)

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 from zoo import runtime
 from zoo.errors import InputError, UnknownModelError, ZooError
 from zoo.index.manifest import ImageRecipe, ModelEntry
-from zoo.prediction import Failure, Prediction, Result
 from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
 from zoo.store import cache, index_cache
-from zoo.store.pull import ensure_test_data, pull_entry
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -35,6 +33,10 @@ if TYPE_CHECKING:
 
     from zoo.check import CheckReport
     from zoo.pipeline.preprocess import Step
+    from zoo.prediction import Prediction, Result
+
+# zoo.prediction and zoo.store.pull are imported where they are used, not here: a cold `zoo.load` of a
+# cached model needs neither (the answer types come with the first run, the download stack never).
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ class Model:
     def run_prepared(self, group: Sequence[tuple[str, Any]], *, topk: int | None = None,
                      score_threshold: float | None = None) -> list[Prediction]:
         """Run one group of (input name, prepared) pairs; Predictions in order."""
+        from zoo.prediction import Prediction  # see the note on the imports
+
         prepared = [p for _, p in group]
         outputs = self.run(self.feeds(prepared))
         decoded = self.runner.decode(outputs, prepared, [n for n, _ in group],
@@ -231,6 +235,7 @@ class Model:
         from concurrent.futures import ThreadPoolExecutor  # only streaming needs these: zoo.load stays lighter
 
         from zoo import tuning
+        from zoo.prediction import Failure  # see the note on the imports
 
         self.ensure_runnable()
         limit = max(1, min(batch_size, self.max_batch))
@@ -269,6 +274,8 @@ class Model:
 
     def _run_or_fail(self, group: list[tuple[str, Any]], topk: int | None,
                      score_threshold: float | None) -> Iterator[Result]:
+        from zoo.prediction import Failure  # see the note on the imports
+
         try:
             yield from self.run_prepared(group, topk=topk, score_threshold=score_threshold)
         except ZooError as exc:  # e.g. a decoder that refuses these outputs: every row of the group says why
@@ -299,6 +306,8 @@ class Model:
         if self.entry is None or self.entry.test_data is None:
             raise ZooError(f"{self.name} has no test-data archive in the index",
                            hint="pass a folder with test_data_set_*/ (zoo check NAME --test-data DIR)")
+        from zoo.store.pull import ensure_test_data  # see the note on the imports
+
         return ensure_test_data(self.entry)  # pulled, or restored when a crash left it half there
 
 
@@ -353,7 +362,11 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
 def _model_file(entry: ModelEntry | None, progress: bool | None) -> Path:
     assert entry is not None  # locate() gives an entry whenever it gives no path
     cached = cache.cached_path(entry)
-    return cached if cached is not None else pull_entry(entry, progress=progress)[0].path
+    if cached is not None:
+        return cached
+    from zoo.store.pull import pull_entry  # the download stack, only for a model not cached yet
+
+    return pull_entry(entry, progress=progress)[0].path
 
 
 def _content_key(path: Path) -> str:

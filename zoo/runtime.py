@@ -15,7 +15,6 @@ a link or read-only is not used (with one note), never an error.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import os
 import sys
@@ -245,6 +244,8 @@ def check_names(requested: Sequence[str] | None, known: Sequence[str]) -> None:
     for name in requested or ():
         if canonical(name).lower() in names:
             continue
+        import difflib  # only an unknown name needs suggestions: loading stays lighter
+
         close = difflib.get_close_matches(name.strip().lower(), list(names), n=3, cutoff=0.6)
         guess = f"did you mean {', '.join(close)}? " if close else ""
         raise ProviderError(f"unknown execution provider {name!r}",

@@ -7,7 +7,6 @@ call time. Resolution turns a user's name into exactly one ModelEntry.
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from collections.abc import Iterable
@@ -98,6 +97,8 @@ class Index:
 
     def suggest(self, name: str, n: int = 5) -> list[str]:
         """Up to n known names close to `name`."""
+        import difflib  # only an unknown name needs suggestions: loading a model stays lighter
+
         key = normalize(name)
         names: dict[str, str] = {}
         for e in self.entries:

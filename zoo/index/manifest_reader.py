@@ -261,10 +261,10 @@ def _vocabulary(literal: Any) -> tuple[str, ...]:
 
 def only(r: Reader, cls: type, extra: tuple[str, ...] = ()) -> None:
     """Refuse unknown fields: a typo ("chanel_order") must not silently fall back to a default."""
-    import difflib
-
     known = {f.name for f in fields(cls)} | set(extra)
     for key in sorted(set(r.data) - known):
+        import difflib  # only for an unknown field: parsing a valid entry (every zoo.load) never needs it
+
         close = difflib.get_close_matches(key, sorted(known), n=1)
         why = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(known))}"
         r.fail(key, "unknown field" + why)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-import uuid
 from pathlib import Path
 
 
@@ -30,6 +28,8 @@ def record_of(graph: Path) -> Path:
 
 def temp_name(final: Path) -> Path:
     """Where onnxruntime writes a new graph; ORT picks the format by extension, so it ends in .onnx."""
+    import uuid  # here, not at the top: a load that reuses a cached graph writes nothing
+
     return final.with_name(f"tmp-{uuid.uuid4().hex}-{final.name}")
 
 
@@ -76,6 +76,8 @@ def unusable(folder: Path) -> str | None:
             return "it is not a real folder (a symlink or a file)"
         if not os.access(folder, os.W_OK):
             raise PermissionError("permission denied")
+        import tempfile  # only when a graph is to be written (see temp_name)
+
         fd, probe = tempfile.mkstemp(prefix="tmp-probe-", suffix=".onnx", dir=folder)
         os.close(fd)
         os.unlink(probe)

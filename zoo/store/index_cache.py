@@ -50,11 +50,15 @@ def _user_roots() -> list[str]:
 
 def signature(files: list[Path]) -> str:
     """Changes whenever a manifest (or the list of them, or zoo) changes."""
-    import hashlib  # not at the top: `zoo list` and `zoo --help` import this module and need neither
-
     # blake2b: a change detector, not content verification (that is sha256, of model files only).
-    digest = hashlib.blake2b(f"{FORMAT}|{__version__}|{os.environ.get('ZOO_MANIFESTS', '')}".encode(),
-                             digest_size=16)
+    # Taken from CPython's own C module, which hashlib re-exports: `import hashlib` first loads
+    # OpenSSL (about 3 ms), and nothing else a cold `zoo.load` of a cached model does needs it.
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # an interpreter without that module
+        from hashlib import blake2b
+
+    digest = blake2b(f"{FORMAT}|{__version__}|{os.environ.get('ZOO_MANIFESTS', '')}".encode(), digest_size=16)
     for path in files:
         st = path.stat()
         digest.update(f"|{os.fsdecode(path)}|{st.st_size}|{st.st_mtime_ns}".encode(errors="surrogateescape"))

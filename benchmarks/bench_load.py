@@ -59,7 +59,7 @@ def run(cfg: Config) -> list[Row]:
         seed = work / "seed"
         _, path = seeded_home(seed, MODEL_ID)
         warm = guarded(f"load {MODEL_ID} (warm)", lambda: _warm(work / "warm", seed, path, cfg.pick(10, 3)))
-        cold = guarded(f"load {MODEL_ID} (cold)", lambda: _cold(work, seed, path, cfg.pick(9, 1), cfg.pick(3, 1)))
+        cold = guarded(f"load {MODEL_ID} (cold)", lambda: _cold(work, seed, path, cfg.pick(15, 1), cfg.pick(3, 1)))
     return warm + cold
 
 

@@ -9,6 +9,8 @@ Every system answers the same question: the OIP binary infer of one preprocessed
   no HTTP: the best of C threads each running single images on a 2-thread session, one thread
   running batches of C on it, and zoo's own arrangement (2 threads on a 1-thread session, single
   images or batches of C/2) — what the hardware gives with no server at all.
+- bare: the cheapest exchange uvicorn allows (read the body, answer a constant), for the limit any HTTP
+  server meets on these cores: the ceiling scaled by its CPU per image over that plus a bare request's.
 - plain: a minimal hand-written Starlette + uvicorn + onnxruntime server doing the same
   work without batching (one session.run per request, in Starlette's thread pool, a 2-thread session).
 
@@ -239,16 +241,17 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
     bodies = [body_of(t) for t in feeds]
     seconds, reps = cfg.pick(1.5, 0.4), cfg.pick(REPS, 1)
     env = {**os.environ, "ZOO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    ports = {"zoo": free_port(), "plain": free_port()}
+    ports = {"zoo": free_port(), "plain": free_port(), "bare": free_port()}
     argv = {"zoo": [sys.executable, "-m", "zoo", "serve", model_id, "--port", str(ports["zoo"]),
                     "--threads", str(THREADS // SLOTS), "--concurrency", str(SLOTS)],
             "plain": [sys.executable, "-m", "benchmarks.bench_serve", "--plain-server",
-                      str(MODELS / f"{model_id}.onnx"), str(ports["plain"])]}
+                      str(MODELS / f"{model_id}.onnx"), str(ports["plain"])],
+            "bare": [sys.executable, "-m", "benchmarks.bench_serve", "--bare-server", str(ports["bare"])]}
     procs = {}
     path = f"/v2/models/{model_id}/infer"
     out: dict[Any, Any] = {}
     try:
-        for system in ("zoo", "plain"):
+        for system in ("zoo", "plain", "bare"):
             procs[system] = start(argv[system], ports[system], env, home / f"{system}.log")
             load(ports[system], path, bodies, 4, cfg.pick(1.0, 0.2))  # warm-up
         for clients in LEVELS:
@@ -268,6 +271,8 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
                                                 statistics.median(w[name][1] for w in windows["ceiling"]))
                                          for name in windows["ceiling"][0]}
             out[("windows", clients)] = reps
+            out[("bare", clients)] = accounted(procs["bare"].pid,
+                                               functools.partial(load, ports["bare"], path, bodies, clients, seconds))
     finally:
         for proc in procs.values():
             stop(proc)
@@ -290,6 +295,15 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
         key_row = model_id == BATCHED and clients == 8  # the issue's targets: >= 0.8x ceiling, ahead of plain
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs in-process ceiling", rate, best, _rps,
                             ratio_at_least(0.8) if key_row else INFO, notes))
+        bare_cpu = found[("bare", clients)][2]
+        limit = best * best_cpu / (best_cpu + bare_cpu[0] + bare_cpu[1] + bare_cpu[2])
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs the limit for any HTTP server here",
+                            rate, limit, _rps, INFO,
+                            f"limit = the ceiling's {best:.1f} img/s x its {1000 * best_cpu:.2f} ms CPU per image / "
+                            f"({1000 * best_cpu:.2f} + {1000 * sum(bare_cpu):.2f}), the second term being what one "
+                            "request costs a bare ASGI app on uvicorn (reads the body, answers a constant) and the "
+                            f"same clients, measured in this run: {limit / best:.2f}x the ceiling, with the 2 cores "
+                            "kept as busy as the ceiling keeps them"))
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs plain Starlette server", rate,
                             plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
                             f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
@@ -361,12 +375,38 @@ def plain_server(model_path: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def bare_server(port: int) -> None:
+    """The cheapest HTTP exchange uvicorn allows: read the whole body, answer a constant; no framework, no model."""
+    import uvicorn
+
+    answer = b"x" * 4096  # about the size of a binary mobilenet answer
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"4096"), (b"inference-header-content-length", b"100")]})
+        await send({"type": "http.response.body", "body": answer})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=3, help="interleaved windows per system and level")
     parser.add_argument("--plain-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return 0
     if args.plain_server:
         plain_server(args.plain_server[0], int(args.plain_server[1]))
         return 0

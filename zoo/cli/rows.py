@@ -86,11 +86,14 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
     from tqdm import tqdm
 
     from zoo.batch import ResultWriter, dumps_row
+    from zoo.store.progress import bar_size
 
     writer = ResultWriter(output, append=resume) if output is not None else None
     predicted = failed = 0
+    drawn = not quiet and total > 1 and sys.stderr.isatty()
+    columns, lines = bar_size() if drawn else (None, None)
     bar = tqdm(total=total, unit="input", desc=desc, file=sys.stderr, mininterval=0.5, leave=False,
-               disable=quiet or total < 2 or not sys.stderr.isatty())
+               disable=not drawn, ncols=columns, nrows=lines)
     try:
         for result in results:
             if isinstance(result, Failure):

@@ -33,6 +33,23 @@ def human(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def bar_size() -> tuple[int | None, int | None]:
+    """tqdm's (ncols, nrows) when stderr's terminal reports no size; (None, None): tqdm measures it itself.
+
+    A pseudo-terminal that nobody sized (some CI runners, editors' shells, `docker exec -t` before a
+    resize) reports 0x0, which tqdm takes at its word: it then hides every bar as off-screen.
+    """
+    import os
+
+    try:
+        columns, lines = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # not a terminal, or stderr replaced by something fileless
+        return None, None
+    if columns > 0 and lines > 0:
+        return None, None
+    return columns or 80, lines or 24
+
+
 class Progress:
     """One file's progress; update() may be called from several threads (parallel ranges)."""
 
@@ -58,8 +75,10 @@ class Progress:
 
         with self._lock:
             if self._bar is None:
+                columns, lines = bar_size()
                 self._bar = tqdm(total=self.size, initial=offset, desc=self.name, unit="B", unit_scale=True,
-                                 unit_divisor=1024, mininterval=0.5, file=sys.stderr, leave=False)
+                                 unit_divisor=1024, mininterval=0.5, file=sys.stderr, leave=False, ncols=columns,
+                                 nrows=lines)
             else:
                 self._bar.n = offset
                 self._bar.refresh()

@@ -13,6 +13,8 @@ Every system answers the same question: the OIP binary infer of one preprocessed
   server meets on these cores: the ceiling scaled by its CPU per image over that plus a bare request's.
 - plain: a minimal hand-written Starlette + uvicorn + onnxruntime server doing the same
   work without batching (one session.run per request, in Starlette's thread pool, a 2-thread session).
+- fastapi: the same handler on FastAPI, the issue's baseline, when fastapi is installed (it is no
+  dependency of zoo's; `pip install fastapi`); FastAPI runs on Starlette, so plain is the stricter one.
 
 Clients are C threads with one keep-alive connection each, sending the same prebuilt request
 bytes to both servers; they share the machine's cores with the server, as a sidecar would.
@@ -241,29 +243,33 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
     bodies = [body_of(t) for t in feeds]
     seconds, reps = cfg.pick(1.5, 0.4), cfg.pick(REPS, 1)
     env = {**os.environ, "ZOO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    ports = {"zoo": free_port(), "plain": free_port(), "bare": free_port()}
+    servers = ("zoo", "plain", "fastapi") if has_fastapi() else ("zoo", "plain")
+    ports = {name: free_port() for name in (*servers, "bare")}
     argv = {"zoo": [sys.executable, "-m", "zoo", "serve", model_id, "--port", str(ports["zoo"]),
                     "--threads", str(THREADS // SLOTS), "--concurrency", str(SLOTS)],
             "plain": [sys.executable, "-m", "benchmarks.bench_serve", "--plain-server",
                       str(MODELS / f"{model_id}.onnx"), str(ports["plain"])],
             "bare": [sys.executable, "-m", "benchmarks.bench_serve", "--bare-server", str(ports["bare"])]}
+    if "fastapi" in ports:
+        argv["fastapi"] = [*argv["plain"][:3], "--fastapi-server", str(MODELS / f"{model_id}.onnx"),
+                           str(ports["fastapi"])]
     procs = {}
     path = f"/v2/models/{model_id}/infer"
     out: dict[Any, Any] = {}
     try:
-        for system in ("zoo", "plain", "bare"):
+        for system in (*servers, "bare"):
             procs[system] = start(argv[system], ports[system], env, home / f"{system}.log")
             load(ports[system], path, bodies, 4, cfg.pick(1.0, 0.2))  # warm-up
         for clients in LEVELS:
-            windows: dict[str, list[Any]] = {"zoo": [], "plain": [], "ceiling": []}
+            windows: dict[str, list[Any]] = {name: [] for name in (*servers, "ceiling")}
             for rep in range(reps):
-                order = ("zoo", "plain", "ceiling") if rep % 2 == 0 else ("ceiling", "plain", "zoo")
-                for system in order:
+                turn = (*servers, "ceiling")
+                for system in turn if rep % 2 == 0 else reversed(turn):
                     windows[system].append(
                         ceiling(model_id, feeds, clients, seconds, model_id == BATCHED) if system == "ceiling"
                         else accounted(procs[system].pid,
                                        functools.partial(load, ports[system], path, bodies, clients, seconds)))
-            for system in ("zoo", "plain"):
+            for system in servers:
                 got = windows[system]
                 out[(system, clients)] = (statistics.median(w[0] for w in got), [x for w in got for x in w[1]],
                                           tuple(statistics.median(w[2][i] for w in got) for i in range(3)))
@@ -307,6 +313,13 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs plain Starlette server", rate,
                             plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
                             f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
+        fastapi = found.get(("fastapi", clients))
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs hand-written FastAPI server", rate,
+                            fastapi[0] if fastapi else None, _rps, ratio_at_least(1.0) if key_row else INFO,
+                            f"zoo p99 {pct(lat, 99)} vs FastAPI {pct(fastapi[1], 99)}; CPU ms per request: FastAPI "
+                            f"{_split(fastapi[2])}" if fastapi else
+                            "FastAPI is not installed here (pip install fastapi): the plain Starlette server above, "
+                            "the layer FastAPI is built on, is the baseline"))
     return rows
 
 
@@ -341,16 +354,51 @@ def run(cfg: Config) -> list[Row]:
     return rows
 
 
+def has_fastapi() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("fastapi") is not None
+
+
 def plain_server(model_path: str, port: int) -> None:
     """The hand-written baseline: Starlette + uvicorn + one onnxruntime session, no batching."""
-    import numpy as np
-    import onnxruntime as ort
     import uvicorn
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
+
+    async def ready(request: Request) -> Response:
+        return Response("{}")
+
+    app = Starlette(routes=[Route("/v2/models/{name}/infer", plain_handler(model_path), methods=["POST"]),
+                            Route("/v2/health/ready", ready)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def fastapi_server(model_path: str, port: int) -> None:
+    """The issue's baseline (b): the same handler on FastAPI (which adds its routing and request layers)."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI()
+    app.add_api_route("/v2/models/{name}/infer", plain_handler(model_path), methods=["POST"])
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return Response("{}")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def plain_handler(model_path: str) -> Callable[..., Any]:
+    """One request, one session.run in the framework's thread pool: what a competent hand-written server does."""
+    import numpy as np
+    import onnxruntime as ort
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import Response
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
@@ -367,12 +415,10 @@ def plain_server(model_path: str, port: int) -> None:
                                         "parameters": {"binary_data_size": out.nbytes}}]}).encode()
         return Response(head + out.tobytes(), headers={"Inference-Header-Content-Length": str(len(head))})
 
-    async def ready(request: Request) -> Response:
-        return Response("{}")
-
-    app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-                            Route("/v2/health/ready", ready)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # Real classes, not this module's postponed (string) annotations: FastAPI reads the signature to see
+    # that `request` is the request, and would look the names up among this module's globals.
+    infer.__annotations__ = {"request": Request, "return": Response}
+    return infer
 
 
 def bare_server(port: int) -> None:
@@ -403,9 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="interleaved windows per system and level")
     parser.add_argument("--plain-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--fastapi-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
         bare_server(args.bare_server)
+        return 0
+    if args.fastapi_server:
+        fastapi_server(args.fastapi_server[0], int(args.fastapi_server[1]))
         return 0
     if args.plain_server:
         plain_server(args.plain_server[0], int(args.plain_server[1]))

@@ -125,9 +125,7 @@ def test_serve_help_stays_light() -> None:
 
 def _gated_batcher(slots: int) -> tuple[Any, list[list[int]], threading.Event]:
     """A Batcher over a run that records its groups and blocks until the returned event is set."""
-    import asyncio
-
-    from zoo.serve.batching import Batcher
+    from zoo.serve.batching import Batcher, Lanes
 
     groups: list[list[int]] = []
     gate = threading.Event()
@@ -137,8 +135,7 @@ def _gated_batcher(slots: int) -> tuple[Any, list[list[int]], threading.Event]:
         gate.wait(10)
         return [i * 10 for i in items]
 
-    batcher: Batcher[int, int] = Batcher(run, max_batch=8, max_delay=0.5, slots=asyncio.Semaphore(slots),
-                                         executor=ThreadPoolExecutor(4))
+    batcher: Batcher[int, int] = Batcher(run, max_batch=8, lanes=Lanes(slots, max_delay=0.5))
     return batcher, groups, gate
 
 
@@ -183,6 +180,59 @@ def test_batcher_keeps_a_cancelled_runs_slot_until_the_run_ends() -> None:
     groups, runs_while_busy = asyncio.run(scenario())
     assert runs_while_busy == 1
     assert groups == [[1], [2]]
+
+
+def test_a_free_worker_takes_the_next_group_without_the_event_loop() -> None:
+    """Under load the loop is busy with HTTP: a worker waiting on it for its next group would idle its core."""
+    import asyncio
+
+    async def scenario() -> tuple[list[list[int]], list[int]]:
+        batcher, groups, gate = _gated_batcher(slots=1)
+        first = asyncio.ensure_future(batcher.submit("k", 1))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.submit("k", i)) for i in (2, 3)]
+        await asyncio.sleep(0)  # both queued behind the run of 1
+        gate.set()
+        time.sleep(0.3)  # the loop is blocked: no callback of it runs meanwhile
+        seen_while_blocked = [list(g) for g in groups]
+        results = await asyncio.gather(first, *rest)
+        await batcher.close()
+        return seen_while_blocked, results
+
+    seen_while_blocked, results = asyncio.run(scenario())
+    assert seen_while_blocked == [[1], [2, 3]]
+    assert results == [10, 20, 30]
+
+
+def test_a_failed_run_answers_its_group_and_the_lanes_go_on() -> None:
+    import asyncio
+
+    from zoo.serve.batching import Batcher, Lanes
+
+    def run(items: list[int]) -> list[int]:
+        if 0 in items:
+            raise ValueError(f"cannot run {items}")
+        return [i + 1 for i in items]
+
+    async def scenario() -> tuple[list[object], int, int]:
+        lanes = Lanes(1, max_delay=0.0)
+        batcher: Batcher[int, int] = Batcher(run, max_batch=4, lanes=lanes)
+        failed = await asyncio.gather(batcher.submit("k", 0), return_exceptions=True)
+        after = await batcher.submit("k", 5)
+        await batcher.close()
+        lanes.close()
+        for _ in range(100):  # the worker leaves once it sees the close
+            if lanes.alive == 0:
+                break
+            await asyncio.sleep(0.01)
+        alive_after_close = lanes.alive
+        late = await batcher.submit("k", 7)  # a request that held the model as it was unloaded
+        return [*failed, after, late], alive_after_close, lanes.alive
+
+    answers, alive_after_close, alive_again = asyncio.run(scenario())
+    assert isinstance(answers[0], ValueError) and "cannot run [0]" in str(answers[0])
+    assert answers[1:] == [6, 8]
+    assert alive_after_close == 0 and alive_again == 1
 
 
 def test_run_threads_share_the_cores_among_the_slots() -> None:

@@ -1,29 +1,31 @@
 """The dynamic batcher: requests that arrive close together share one session run.
 
-Each item is queued under a key (items with equal keys may run together: same model,
-same trailing shape, same decode options) and a weight (how many batch rows it brings).
-One dispatcher task per batcher waits for a free run slot, then for the oldest key's
-queue to fill up to `max_batch` rows or for its first item to have waited `max_delay`,
-and hands the group to a worker thread: inference never runs on the event loop.
+A model's session runs happen on its lanes: a few worker threads of its own (as many
+as runs may be in flight), which take their work from the queues themselves. The event
+loop only queues a request and, when its run is over, answers it; inference never runs
+on the loop, and a worker that finishes a run takes the next group at once, without a
+round trip through the loop, so that under load the cores never wait for it.
 
-While requests are still being prepared (decoded, parsed) in worker threads, the
-dispatcher waits for them up to `max_delay`; when none is on its way it runs at once,
-so a lone request pays no delay and a busy server still batches. Under load the
-queue fills while the slots are busy, and batches grow without waiting at all.
-A request that finds a slot free, nothing queued and nothing on its way skips the
-queue and the dispatcher altogether, saving their two task hand-offs.
+Each item is queued on a batcher (one per kind of request of a model: images, raw
+tensors) under a key (items with equal keys may run together: same trailing shape,
+same decode options) and a weight (how many batch rows it brings). A free worker takes
+the oldest key's queue, up to `max_batch` rows, once it is full, its first item has
+waited `max_delay`, or nothing else is on its way: while requests are still being
+prepared (decoded, parsed) in other threads, it waits for them up to `max_delay`, and
+when none is, it runs at once, so a lone request pays no delay. Under load the queues
+fill while the workers are busy, and batches grow without waiting at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,108 +36,93 @@ class _Job(Generic[T, R]):
     item: T
     weight: int
     future: asyncio.Future[R]
+    loop: asyncio.AbstractEventLoop
     queued: float = field(default_factory=time.monotonic)
 
 
-class Batcher(Generic[T, R]):
-    """Queue items by key; run groups of up to `max_batch` rows through `run` in `executor`.
+class Lanes:
+    """`workers` threads running the groups that one model's batchers queue: its runs in flight.
 
-    `run` takes the items of one group and returns one result per item, in order.
-    `slots` is shared by the batchers of one model: it bounds the session runs in flight.
+    A worker keeps its place until its run ends, even when every client of the group went
+    away meanwhile: the bound on runs in flight is a bound on the cores they use.
     """
 
-    def __init__(self, run: Callable[[list[T]], Sequence[R]], *, max_batch: int, max_delay: float,
-                 slots: asyncio.Semaphore, executor: Executor,
-                 on_batch: Callable[[int], None] | None = None,
-                 on_depth: Callable[[int], None] | None = None) -> None:
-        self.run, self.max_batch, self.max_delay = run, max(1, max_batch), max(0.0, max_delay)
-        self.slots, self.executor, self.on_batch, self.on_depth = slots, executor, on_batch, on_depth
-        self._queues: dict[Hashable, deque[_Job[T, R]]] = {}
-        self._wakeup = asyncio.Event()
-        self._arriving = 0
-        self._depth = 0
-        self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
-        self._alone = 0  # runs started by _run_alone and not yet finished
+    def __init__(self, workers: int, *, max_delay: float, name: str = "zoo-run") -> None:
+        self.workers, self.max_delay, self.name = max(1, workers), max(0.0, max_delay), name
+        self._cond = threading.Condition(threading.Lock())
+        self._queues: dict[tuple[Batcher[Any, Any], Hashable], deque[_Job[Any, Any]]] = {}
+        self._closed = False
+        self._alive = 0
+        with self._cond:
+            self._spawn()
 
-    @contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Count a request that is being prepared and will be submitted: the dispatcher waits for it.
-
-        Leave the block and call submit() with no await in between (the decrement and the
-        enqueue then happen in one step of the event loop).
-        """
-        self._arriving += 1
-        try:
-            yield
-        finally:
-            self._arriving -= 1
-            self._wakeup.set()
-
-    async def submit(self, key: Hashable, item: T, weight: int = 1) -> R:
-        """Queue `item` and wait for its result (the run's exception, if the run fails)."""
-        if not self._queues and self._arriving == 0 and not self.slots.locked():
-            return await self._run_alone(item, weight)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(key, deque()).append(_Job(item, max(1, weight), future))
-        self._set_depth(+1)
-        self._wakeup.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._dispatch())
-        return await future
+    def close(self) -> None:
+        """Let the workers go once nothing is queued; an item queued later brings them back."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     @property
-    def depth(self) -> int:
-        """Items queued and not yet handed to a run."""
-        return self._depth
+    def alive(self) -> int:
+        """Worker threads running now."""
+        return self._alive
 
-    def idle(self) -> bool:
-        return not self._queues and not self._running and self._arriving == 0 and self._alone == 0
+    def _spawn(self) -> None:  # holding the lock
+        while self._alive < self.workers:
+            self._alive += 1
+            threading.Thread(target=self._work, name=f"{self.name}-{self._alive}", daemon=True).start()
 
-    async def close(self) -> None:
-        """Stop the dispatcher once nothing is queued or running (a later submit starts it again)."""
-        while not self.idle():
-            await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+    def _put(self, batcher: Batcher[Any, Any], key: Hashable, job: _Job[Any, Any]) -> None:
+        with self._cond:
+            if self._closed:  # a request that held the model as it was unloaded: served all the same
+                self._closed = False
+                self._spawn()
+            self._queues.setdefault((batcher, key), deque()).append(job)
+            batcher._depth += 1
+            self._cond.notify()
+        if batcher.on_depth is not None:
+            batcher.on_depth(+1)
 
-    async def _dispatch(self) -> None:
-        while self._queues:
-            await self.slots.acquire()
-            try:
-                key = await self._fill()
-                jobs = self._take(key) if key is not None else []
-            except BaseException:
-                self.slots.release()
-                raise
-            if not jobs:
-                self.slots.release()
-                continue
-            task = asyncio.create_task(self._run(jobs))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _work(self) -> None:
+        done: Batcher[Any, Any] | None = None
+        while True:
+            with self._cond:
+                if done is not None:
+                    done._running -= 1
+                group = self._next_group()
+                if group is None:
+                    self._alive -= 1
+                    return
+            done, jobs = group
+            _run_group(done, jobs)
 
-    async def _fill(self) -> Hashable | None:
-        """The oldest key, once its group is full, its first item is due, or nothing else is coming."""
+    def _next_group(self) -> tuple[Batcher[Any, Any], list[_Job[Any, Any]]] | None:
+        """Wait (holding the lock) for a group that is due; None once closed with nothing queued."""
         while True:
             if not self._queues:
-                return None
+                if self._closed:
+                    return None
+                self._cond.wait()
+                continue
             key = min(self._queues, key=lambda k: self._queues[k][0].queued)
-            queue = self._queues[key]
+            queue, batcher = self._queues[key], key[0]
             wait = queue[0].queued + self.max_delay - time.monotonic()
-            if sum(j.weight for j in queue) >= self.max_batch or wait <= 0 or self._arriving == 0:
-                return key
-            self._wakeup.clear()
-            with suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), wait)
+            if wait <= 0 or batcher._arriving == 0 or sum(j.weight for j in queue) >= batcher.max_batch:
+                jobs = self._take(key)
+                if jobs:
+                    batcher._running += 1
+                    return batcher, jobs
+                continue
+            self._cond.wait(wait)
 
-    def _take(self, key: Hashable) -> list[_Job[T, R]]:
-        queue, rows = self._queues[key], 0
-        jobs: list[_Job[T, R]] = []
-        while queue and (not jobs or rows + queue[0].weight <= self.max_batch):
+    def _take(self, key: tuple[Batcher[Any, Any], Hashable]) -> list[_Job[Any, Any]]:
+        queue, batcher, rows = self._queues[key], key[0], 0
+        jobs: list[_Job[Any, Any]] = []
+        while queue and (not jobs or rows + queue[0].weight <= batcher.max_batch):
             job = queue.popleft()
-            self._set_depth(-1)
+            batcher._depth -= 1
+            if batcher.on_depth is not None:
+                batcher.on_depth(-1)
             if job.future.done():  # its client went away while it waited
                 continue
             jobs.append(job)
@@ -144,54 +131,80 @@ class Batcher(Generic[T, R]):
             del self._queues[key]
         return jobs
 
-    async def _run(self, jobs: list[_Job[T, R]]) -> None:
-        try:
-            if self.on_batch is not None:
-                self.on_batch(sum(j.weight for j in jobs))
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self.executor, self.run, [j.item for j in jobs])
-        except Exception as exc:  # the run failed: every request of the group gets the reason
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+
+def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]]) -> None:
+    """Run one group in this worker thread and hand the answers to the loop: one wake-up per run."""
+    try:
+        if batcher.on_batch is not None:
+            batcher.on_batch(sum(j.weight for j in jobs))
+        results: Sequence[Any] | None = batcher.run([j.item for j in jobs])
+        failure: BaseException | None = None
+    except Exception as exc:  # the run failed: every request of the group gets the reason
+        results, failure = None, exc
+    with suppress(RuntimeError):  # the loop is closed: the server stopped, nobody to answer
+        jobs[0].loop.call_soon_threadsafe(_answer, jobs, results, failure)
+
+
+def _answer(jobs: list[_Job[Any, Any]], results: Sequence[Any] | None, failure: BaseException | None) -> None:
+    for i, job in enumerate(jobs):
+        if job.future.done():  # cancelled meanwhile: its client went away
+            continue
+        if failure is not None:
+            job.future.set_exception(failure)
         else:
-            for job, result in zip(jobs, results):
-                if not job.future.done():
-                    job.future.set_result(result)
-        finally:
-            self.slots.release()
+            job.future.set_result(results[i])  # type: ignore[index]
 
-    async def _run_alone(self, item: T, weight: int) -> R:
-        """Run one item at once: a run slot is free and nothing waits, so the dispatcher would do the same.
 
-        The slot is given back when the run ends, not when the request does: a client that goes
-        away mid-run must not let another run start beside this one.
+class Batcher(Generic[T, R]):
+    """Queue items by key; the lanes run groups of up to `max_batch` rows through `run`.
+
+    `run` takes the items of one group and returns one result per item, in order. The
+    batchers of one model share its lanes, so their runs in flight are bounded together.
+    """
+
+    def __init__(self, run: Callable[[list[T]], Sequence[R]], *, max_batch: int, lanes: Lanes,
+                 on_batch: Callable[[int], None] | None = None,
+                 on_depth: Callable[[int], None] | None = None) -> None:
+        self.run, self.max_batch, self.lanes = run, max(1, max_batch), lanes
+        self.on_batch, self.on_depth = on_batch, on_depth
+        # Changed under the lanes' lock only: the workers read them.
+        self._arriving = 0
+        self._depth = 0
+        self._running = 0
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Count a request that is being prepared and will be submitted: a free worker waits for it.
+
+        Leave the block and call submit() right away: a worker that looks in between runs
+        without the item, which then goes in the next group.
         """
-        await self.slots.acquire()  # free (checked above, with no await since): returns at once
-        loop = asyncio.get_running_loop()
+        cond = self.lanes._cond
+        with cond:
+            self._arriving += 1
         try:
-            if self.on_batch is not None:
-                self.on_batch(weight)
-            running = self.executor.submit(self.run, [item])
-        except BaseException:
-            self.slots.release()
-            raise
-        self._alone += 1
+            yield
+        finally:
+            with cond:
+                self._arriving -= 1
+                cond.notify_all()
 
-        def finished(_: object) -> None:
-            with suppress(RuntimeError):  # the loop is closed: the server stopped, no slot to give back
-                loop.call_soon_threadsafe(self._release)
+    async def submit(self, key: Hashable, item: T, weight: int = 1) -> R:
+        """Queue `item` and wait for its result (the run's exception, if the run fails)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self.lanes._put(self, key, _Job(item, max(1, weight), future, loop))
+        return await future
 
-        running.add_done_callback(finished)
-        return (await asyncio.wrap_future(running, loop=loop))[0]
+    @property
+    def depth(self) -> int:
+        """Items queued and not yet taken by a worker."""
+        return self._depth
 
-    def _release(self) -> None:
-        self._alone -= 1
-        self.slots.release()
-        if self._queues:  # items queued while this run held the slot: the dispatcher takes them now
-            self._wakeup.set()
+    def idle(self) -> bool:
+        return self._depth == 0 and self._running == 0 and self._arriving == 0
 
-    def _set_depth(self, change: int) -> None:
-        self._depth += change
-        if self.on_depth is not None:
-            self.on_depth(change)
+    async def close(self) -> None:
+        """Wait until nothing is queued, running or on its way."""
+        while not self.idle():
+            await asyncio.sleep(0.01)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo.model import Model, looks_like_path
-from zoo.serve.batching import Batcher
+from zoo.serve.batching import Batcher, Lanes
 from zoo.serve.errors import LoadError, RequestError
 from zoo.serve.metrics import Metrics
 
@@ -79,16 +79,15 @@ class ImageJob:
 class Served:
     """One loaded model with its batchers (images, raw tensors) and its use."""
 
-    def __init__(self, key: str, model: Model, *, config: PoolConfig, executor: Executor, metrics: Metrics,
-                 pinned: bool) -> None:
+    def __init__(self, key: str, model: Model, *, config: PoolConfig, metrics: Metrics, pinned: bool) -> None:
         self.key, self.model, self.pinned = key, model, pinned
         self.loaded_at = self.last_used = time.time()
         self.in_flight = 0
-        slots = asyncio.Semaphore(max(1, config.slots))  # shared: images and tensors runs count alike
         name = model.name
+        # Shared: image and tensor runs count alike against the runs in flight.
+        self.lanes = Lanes(config.slots, max_delay=config.max_delay, name=f"zoo-run-{name}")
         batch_size, queue_depth = metrics.batch_size.labels(name), metrics.queue_depth.labels(name)
-        common: dict[str, Any] = {"max_delay": config.max_delay, "slots": slots, "executor": executor,
-                                  "on_batch": batch_size.observe, "on_depth": queue_depth.inc}
+        common: dict[str, Any] = {"lanes": self.lanes, "on_batch": batch_size.observe, "on_depth": queue_depth.inc}
         self.images: Batcher[ImageJob, Prediction] = Batcher(
             self._run_images, max_batch=min(config.max_batch, model.max_batch), **common)
         self.tensors: Batcher[Feeds, Feeds] = Batcher(
@@ -127,6 +126,7 @@ class Served:
     async def close(self) -> None:
         await self.images.close()
         await self.tensors.close()
+        self.lanes.close()
 
     def _run_images(self, jobs: list[ImageJob]) -> list[Prediction]:
         first = jobs[0]  # equal batch keys: equal options
@@ -161,9 +161,9 @@ def _fixed(dim: object) -> bool:
 class ModelPool:
     """Loaded models by key; see the module docstring for the rules."""
 
-    def __init__(self, config: PoolConfig, *, executor: Executor, loader: Executor, metrics: Metrics,
+    def __init__(self, config: PoolConfig, *, loader: Executor, metrics: Metrics,
                  files: dict[str, Path] | None = None) -> None:
-        self.config, self.executor, self.loader, self.metrics = config, executor, loader, metrics
+        self.config, self.loader, self.metrics = config, loader, metrics
         self.files = dict(files or {})  # request name -> local file; only files named at start-up
         self._served: dict[str, Served] = {}
         self._names: dict[tuple[str, str | None], tuple[str, float]] = {}  # (name, version) -> (key, when)
@@ -230,8 +230,7 @@ class ModelPool:
             log.error("model %s failed to load: %s", label, exc, exc_info=not hasattr(exc, "what"))
             pending.set_exception(LoadError(label, exc))
         else:
-            served = Served(key, model, config=self.config, executor=self.executor, metrics=self.metrics,
-                            pinned=False)
+            served = Served(key, model, config=self.config, metrics=self.metrics, pinned=False)
             self._served[key] = served
             self.metrics.loads.labels(model.name, "ok").inc()
             self.metrics.loaded.set(len(self._served))

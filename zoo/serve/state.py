@@ -38,12 +38,12 @@ class ServerState:
         self.config = config
         self.metrics = Metrics()
         cores = os.cpu_count() or 2
-        # Decoding and parsing (PIL and numpy release the GIL) and session runs get separate pools, so
-        # that a burst of uploads never queues behind inference or the other way round.
+        # Decoding and parsing (PIL and numpy release the GIL) get their own pool, and session runs each
+        # model's own workers (zoo.serve.batching.Lanes), so that a burst of uploads never queues behind
+        # inference or the other way round.
         self.prepare_pool = ThreadPoolExecutor(max(2, cores), thread_name_prefix="zoo-prepare")
-        self.run_pool = ThreadPoolExecutor(max(4, cores), thread_name_prefix="zoo-run")
         self.load_pool = ThreadPoolExecutor(2, thread_name_prefix="zoo-load")
-        self.pool = ModelPool(config.pool, executor=self.run_pool, loader=self.load_pool, metrics=self.metrics,
+        self.pool = ModelPool(config.pool, loader=self.load_pool, metrics=self.metrics,
                               files=dict(config.files))
         self.ready = not config.startup
         self.startup_error: str | None = None
@@ -68,7 +68,7 @@ class ServerState:
             task.cancel()
         for served in self.pool.served:
             await served.close()
-        for pool in (self.prepare_pool, self.run_pool, self.load_pool):
+        for pool in (self.prepare_pool, self.load_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:

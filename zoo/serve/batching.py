@@ -139,7 +139,7 @@ def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]]) -> None:
             batcher.on_batch(sum(j.weight for j in jobs))
         results: Sequence[Any] | None = batcher.run([j.item for j in jobs])
         failure: BaseException | None = None
-    except Exception as exc:  # the run failed: every request of the group gets the reason
+    except BaseException as exc:  # the run failed: every request of the group gets the reason; the worker lives on
         results, failure = None, exc
     with suppress(RuntimeError):  # the loop is closed: the server stopped, nobody to answer
         jobs[0].loop.call_soon_threadsafe(_answer, jobs, results, failure)

@@ -312,6 +312,12 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
                             "request costs a bare ASGI app on uvicorn (reads the body, answers a constant) and the "
                             f"same clients, measured in this run: {limit / best:.2f}x the ceiling, with the 2 cores "
                             "kept as busy as the ceiling keeps them"))
+        server_cpu = cpu[0] + cpu[1]
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo's server CPU per request vs the ceiling's "
+                            "per image", server_cpu, best_cpu, _cpu_ms, INFO,
+                            "ratio = the ceiling's CPU per image / zoo's (event loop + session threads) per request: "
+                            "the share of the ceiling zoo would reach with its clients on other cores and the 2 cores "
+                            "always busy", ratio=best_cpu / server_cpu if server_cpu > 0 else None))
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs plain Starlette server", rate,
                             plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
                             f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
@@ -327,6 +333,10 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
 
 def _split(cpu: tuple[float, ...]) -> str:
     return " + ".join(f"{1000 * part:.2f}" for part in cpu) + f" = {1000 * sum(cpu):.2f}"
+
+
+def _cpu_ms(seconds: float) -> str:
+    return f"{1000 * seconds:.2f} ms CPU"
 
 
 def _rps(value: float) -> str:

@@ -17,7 +17,9 @@ Every system answers the same question: the OIP binary infer of one preprocessed
   dependency of zoo's; `pip install fastapi`); FastAPI runs on Starlette, so plain is the stricter one.
 
 Clients are C threads with one keep-alive connection each, sending the same prebuilt request
-bytes to both servers; they share the machine's cores with the server, as a sidecar would.
+bytes to both servers; they share the machine's cores with the server, as a sidecar would, unless
+`--client-cores CPUS` pins them to cores of their own (on a machine with more cores than the
+THREADS budget; the servers and the ceiling keep the others).
 Both servers run at once, each in its own process (the idle one costs nothing), and the three
 systems take turns in short windows, `reps` times, so that a busy machine's swings hit all of
 them alike; the figures are medians over the windows.
@@ -27,6 +29,7 @@ them alike; the figures are medians over the windows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.client
 import json
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,7 @@ LEVELS = (1, 8, 32)
 THREADS = 2  # the core budget every system gets
 SLOTS = 2  # zoo serve's runs in flight, THREADS // SLOTS intra-op threads each
 REPS = 3  # interleaved windows per system and level
+CLIENT_CORES: frozenset[int] | None = None  # --client-cores: where the load generator runs (None: anywhere)
 
 
 def tensors(model_id: str) -> list[Any]:
@@ -106,9 +110,40 @@ def load(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], clien
             latencies.extend(mine)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
+    with pinned(CLIENT_CORES), ThreadPoolExecutor(clients) as pool:  # its threads inherit the pinning
         list(pool.map(client, range(clients)))
     return len(latencies) / (time.perf_counter() - started), latencies
+
+
+@contextlib.contextmanager
+def pinned(cores: frozenset[int] | None) -> Iterator[None]:
+    """Run the calling thread, and the threads it starts meanwhile, on `cores` only (None: as it was)."""
+    if cores is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)  # 0: the calling thread
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def parse_cores(text: str) -> frozenset[int]:
+    """`2-7,9` -> {2, ..., 7, 9}; refused unless every core is this process's and THREADS others are left."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a core list such as 2-7 or 2,3")
+        cores.update(range(int(first), int(last or first) + 1))
+    mine = os.sched_getaffinity(0)
+    if not cores <= mine:
+        raise argparse.ArgumentTypeError(f"cores {sorted(cores - mine)} are not this process's ({sorted(mine)})")
+    if len(mine - cores) < THREADS:
+        raise argparse.ArgumentTypeError(f"the servers need {THREADS} cores the clients do not use; "
+                                         f"this process has {len(mine)}")
+    return frozenset(cores)
 
 
 def _request_bytes(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -294,7 +329,9 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
         plain_rate, plain_lat, plain_cpu = found[("plain", clients)]
         arrangements: dict[str, tuple[float, float]] = found[("ceiling", clients)]
         best, best_cpu = max(arrangements.values())
-        notes = (f"medians of {found[('windows', clients)]} interleaved windows; zoo p50 {pct(lat, 50)} p99 "
+        where = ("clients on their own cores " + ",".join(map(str, sorted(CLIENT_CORES))) + "; "
+                 if CLIENT_CORES else "clients on the same cores; ")
+        notes = (f"{where}medians of {found[('windows', clients)]} interleaved windows; zoo p50 {pct(lat, 50)} p99 "
                  f"{pct(lat, 99)}; plain server {plain_rate:.1f} req/s, p50 {pct(plain_lat, 50)} p99 "
                  f"{pct(plain_lat, 99)}; ceiling (img/s): "
                  + ", ".join(f"{name} {value:.1f}" for name, (value, _) in arrangements.items())
@@ -459,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--reps", type=int, default=3, help="interleaved windows per system and level")
+    parser.add_argument("--client-cores", type=parse_cores, metavar="CPUS",
+                        help="pin the load generator to these cores (such as 2-7), off the servers' ones")
     parser.add_argument("--plain-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--fastapi-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
@@ -474,8 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from benchmarks.__main__ import isolate
 
-    global REPS
-    REPS = max(1, args.reps)
+    global REPS, CLIENT_CORES
+    REPS, CLIENT_CORES = max(1, args.reps), args.client_cores
     from benchmarks.report import table
 
     with scratch("serve-env") as home:

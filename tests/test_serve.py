@@ -223,6 +223,8 @@ def test_malformed_bodies(server: Server) -> None:
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
     r = requests.post(infer, data=b"[1, 2]", timeout=30)
     assert r.status_code == 400 and "must be a JSON object, not list" in r.json()["error"]
+    r = requests.post(infer, data=b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", timeout=30)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]  # was a 500 (RecursionError)
     r = requests.post(infer, data=b"0" * (5 * 1000 * 1000), timeout=30)  # declared Content-Length over 4MB
     assert r.status_code == 413 and "over the 4000000 byte limit" in r.json()["error"]
     chunked = requests.post(infer, data=iter([b"0" * 1_000_000] * 5), timeout=30)  # no length: cut while streaming
@@ -292,6 +294,10 @@ def test_multipart_needs_one_file(server: Server) -> None:
     r = requests.post(f"{server.url}/v1/models/{BATCHED}/predict", files={"note": (None, "no file here")},
                       timeout=30)
     assert r.status_code == 400 and "the multipart form has 0 files" in r.json()["error"]
+    assert "curl -F image=@photo.jpg" in r.json()["hint"]
+    many = {f"f{i}": (f"{i}.jpg", b"x") for i in range(3)}
+    r = requests.post(f"{server.url}/v1/models/{BATCHED}/predict", files=many, timeout=30)
+    assert r.status_code == 400 and "the multipart form cannot be read: Too many files" in r.json()["error"]
     assert "curl -F image=@photo.jpg" in r.json()["hint"]
 
 

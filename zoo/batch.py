@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from zoo import safejson
 from zoo.errors import InputError
 from zoo.prediction import Failure, Result
 
@@ -117,7 +118,7 @@ def done_inputs(path: Path) -> set[str]:
         done = set()
         for line in handle:
             try:
-                done.add(json.loads(line)["input"])
+                done.add(safejson.loads(line)["input"])
             except (ValueError, KeyError, TypeError):
                 continue
         return done

@@ -110,13 +110,12 @@ def _check_inputs(inputs: tuple[Path, ...], *, record: bool, manifest: Path | No
 
 
 def _read_recipe(path: Path) -> Any:
-    import json
-
+    from zoo import safejson
     from zoo.errors import InputError
     from zoo.store.add import parse_recipe
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safejson.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read --recipe-json {path}: {exc}",
                          expected=["a JSON ImageRecipe (manifests/README.md)"]) from None

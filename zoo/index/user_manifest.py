@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import safejson
 from zoo.errors import InputError, ManifestError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def read(path: Path) -> Document:
     if len(raw) > MAX_SIZE:
         raise ManifestError(str(path), None, "", f"larger than {MAX_SIZE} bytes")
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), None, "", f"not valid JSON ({exc}); fix or delete the file") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):

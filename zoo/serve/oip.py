@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo import safejson
 from zoo.serve.errors import RequestError
 
 # The protocol's tensor datatypes and the numpy dtypes they are (little-endian, as the extension says).
@@ -101,7 +102,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
 
 def parse_json(data: bytes | memoryview) -> dict[str, Any]:
     try:
-        value = json.loads(bytes(data))
+        value = safejson.loads(bytes(data))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(f"the request is not valid JSON: {exc}",
                            hint=f"send a JSON object; with binary tensors, set {HEADER} to the JSON part's length"

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -87,12 +88,16 @@ def _options(request: Request) -> tuple[int | None, float | None]:
 async def _image_of(request: Request) -> tuple[bytes, str]:
     """The image bytes and the name its row carries: the upload's file name, or "<request body>"."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=16) as form:
-            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-            if len(files) != 1:
-                raise RequestError(f"the multipart form has {len(files)} files; send exactly one",
-                                   hint="curl -F image=@photo.jpg URL")
-            data, name = await files[0].read(), files[0].filename or "<upload>"
+        try:
+            async with request.form(max_files=1, max_fields=16) as form:
+                files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+                if len(files) != 1:
+                    raise RequestError(f"the multipart form has {len(files)} files; send exactly one",
+                                       hint="curl -F image=@photo.jpg URL")
+                data, name = await files[0].read(), files[0].filename or "<upload>"
+        except HTTPException as exc:  # Starlette's parser: too many files or fields, a malformed form
+            raise RequestError(f"the multipart form cannot be read: {exc.detail}",
+                               hint="send one image file and nothing else: curl -F image=@photo.jpg URL") from None
     else:
         data, name = await request.body(), BODY_NAME
     if not data:

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
+from zoo import safejson
 from zoo.errors import DownloadError
 from zoo.store import cache
 
@@ -89,7 +90,7 @@ def missing_members(folder: Path) -> list[str] | None:
     None when there is no readable record (a folder from an older zoo, or not zoo's); [] when complete.
     """
     try:
-        files = json.loads((folder / RECORD).read_text(encoding="utf-8"))["files"]
+        files = safejson.loads((folder / RECORD).read_text(encoding="utf-8"))["files"]
         if not isinstance(files, dict):
             return None
     except (OSError, ValueError, KeyError, TypeError):

@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from zoo import safejson
 from zoo.store import cache
 from zoo.store.hashing import sha256_file
 
@@ -35,7 +36,7 @@ def sha256_of(path: str | Path) -> str:
     root = cache.home()
     record = _record_path(resolved, root)
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = safejson.loads(record.read_text(encoding="utf-8"))
         if data.get("path") == os.fsdecode(resolved) and data.get("stamp") == _stamp(st):
             sha = data.get("sha256")
             if isinstance(sha, str) and len(sha) == 64:

@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from zoo import safejson
+
 
 def is_sha256(key: str) -> bool:
     """Whether `key` is a sha256 in hex, as zoo writes it (64 lowercase hex digits)."""
@@ -56,7 +58,7 @@ def matches(graph: Path, sha256: str) -> bool:
     """Whether `graph` is a regular file (not a link) that zoo wrote from the model with this sha256."""
     try:
         st = os.lstat(graph)
-        record = json.loads(record_of(graph).read_text(encoding="utf-8"))
+        record = safejson.loads(record_of(graph).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if not isinstance(record, dict) or not os.path.isfile(graph) or os.path.islink(graph):

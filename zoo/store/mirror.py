@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from zoo import safejson
 from zoo.errors import DownloadError, ZooError
 from zoo.store.hashing import copy_hashing
 from zoo.store.mirror_paths import INDEX_NAME, Obstacle, collisions, obstacle, path_problem
@@ -327,7 +328,7 @@ def plan(dest: Path, ids: Sequence[str] | None = None, *, with_test_data: bool =
 def _read_index(path: Path) -> tuple[dict[str, Any] | None, tuple[MirrorFile, ...], tuple[str, ...]]:
     """The old index (None when absent or unreadable), its records, and what was wrong with it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safejson.loads(path.read_text(encoding="utf-8"))
         return data, tuple(MirrorFile.from_dict(r) for r in data["files"]), ()
     except FileNotFoundError:
         return None, (), ()

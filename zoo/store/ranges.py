@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import safejson
 from zoo.printable import shown
 from zoo.store.hashing import CHUNK_SIZE, EarlySync, pwrite_all
 from zoo.store.netpolicy import MAX_WAIT, Settings, retry_after
@@ -377,7 +378,7 @@ def _from_prefix(partial: Path, size: int, connections: int) -> list[list[int]]:
 def _load(partial: Path, size: int) -> list[list[int]] | None:
     """The piece table recorded for `partial`, or None when there is none or it does not fit this file."""
     try:
-        data = json.loads(record_path(partial).read_text())
+        data = safejson.loads(record_path(partial).read_text())
         pieces = [[int(a), int(b), int(c)] for a, b, c in data["pieces"]]
         ok = data.get("version") == RECORD_VERSION and data.get("size") == size and partial.is_file()
     except (OSError, ValueError, TypeError, KeyError):

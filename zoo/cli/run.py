@@ -11,7 +11,7 @@ import click
 
 from zoo import api
 from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option, note, opset_option, table
-from zoo.errors import EXIT_USAGE
+from zoo.errors import EXIT_USAGE, InputError
 from zoo.prediction import Failure, Prediction, Result
 
 
@@ -76,6 +76,11 @@ def predict(model: str, inputs: tuple[str, ...], opset: int | None, topk: int | 
     # Everything the user typed is checked before a model is downloaded or loaded.
     rows.check_inputs(inputs)
     paths = batch.list_inputs(inputs, recursive=recursive, pattern=pattern)
+    if not paths:  # only folders were named, and they hold nothing to run on
+        raise InputError(f"no inputs: {', '.join(inputs)} holds no "
+                         + (f"files matching {pattern!r}" if pattern else "image files"),
+                         expected=["a folder with images (" + " ".join(batch.IMAGE_SUFFIXES) + ")"
+                                   + ("" if recursive else "; add -r to look in its subfolders too")])
     many = len(paths) != 1 or len(inputs) != 1 or Path(inputs[0]).is_dir()
     if output is not None:
         batch.check_output_file(output)

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ImageError
+from zoo.errors import ImageError, not_a_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,7 +49,7 @@ def open_image(source: Any) -> Image.Image:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ImageError(name, "no such file" if not path.exists() else "not a regular file")
+            raise ImageError(name, not_a_file(path))
         if path.stat().st_size == 0:
             raise ImageError(name, "the file is empty (0 bytes)")
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import InputError, UnknownModelError, ZooError
+from zoo.errors import InputError, UnknownModelError, ZooError, not_a_file
 from zoo.index import labels as label_sets
 from zoo.index import user_manifest
 from zoo.index.catalog import builtin_manifest_dir, load_index, read_manifest_file
@@ -76,7 +76,7 @@ def add_model(path: Path, model_id: str, *, task: str | None = None, recipe: Rec
     manifest = Path(manifest) if manifest is not None else user_manifest.default_path()
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"cannot add {path}: no such file", expected=["the path of an .onnx file"])
+        raise InputError(f"cannot add {path}: {not_a_file(path)}", expected=["the path of an .onnx file"])
     replaced = check_id(model_id, manifest)
     facts = user_manifest.read_graph(path)
     image = _recipe(recipe, facts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import CacheError, DownloadError
+from zoo.errors import CacheError, DownloadError, not_a_file
 from zoo.store import cache
 from zoo.store.cache_scan import Kind
 from zoo.store.hashing import sha256_file
@@ -65,7 +65,7 @@ def import_local(path: Path, index_entries: Sequence[ModelEntry], *, entry: Mode
 
     path = Path(path)
     if not path.is_file():
-        raise CacheError(f"cannot import {path}: no such file", hint="pass the path of a downloaded model file")
+        raise CacheError(f"cannot import {path}: {not_a_file(path)}", hint="pass the path of a downloaded model file")
     sha256, size = sha256_file(path)
     found = matches(sha256, size, [entry] if entry is not None else index_entries)
     if not found:

@@ -75,3 +75,17 @@ def test_a_symbolic_batch_axis_runs_the_batch_asked() -> None:
     assert (data["batch"], data["batch_requested"], data["batch_note"]) == (2, 2, None)
     assert data["zoo"]["batch"] == data["raw_onnxruntime"]["batch"] == 2
     assert data["zoo"]["throughput"] <= 2000 * 2 / data["zoo"]["p50_ms"]
+
+
+def test_a_batch_too_big_for_memory_is_refused_by_the_worker_and_reaches_the_cli() -> None:
+    """--batch 100000 of mobilenet is 56 GiB: it crashed with MemoryError (exit 1), and the clear error that
+    replaced it first hung the CLI, because the worker process's InputError could not be unpickled."""
+    import subprocess
+    import sys
+
+    seed("mobilenetv2-12-int8")
+    proc = subprocess.run([sys.executable, "-m", "zoo", "bench", "mobilenetv2-12-int8", "--batch", "10000000",
+                           "--runs", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "error: --batch 10000000 needs" in proc.stderr and "GiB for the random inputs alone" in proc.stderr
+    assert "hint: expected: a smaller --batch" in proc.stderr and "Traceback" not in proc.stderr

@@ -50,6 +50,8 @@ def test_search() -> None:
     assert json.loads(zoo_cli("search", "VGG 19", "--json").stdout)[0]["id"].startswith("vgg19")
     empty = zoo_cli("search", "no-such-thing")
     assert empty.stdout == "" and "no model matches" in empty.stderr
+    blank = zoo_cli("search", " ", code=2)  # listed every model before
+    assert blank.stdout == "" and "needs some TEXT" in blank.stderr and "`zoo list`" in blank.stderr
 
 
 def test_info_json_acceptance() -> None:

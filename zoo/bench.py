@@ -72,15 +72,33 @@ def random_feeds(session: Any, batch: int, seed: int) -> dict[str, Any]:
     from zoo.runtime import numpy_dtype
 
     rng = np.random.default_rng(seed)
+    shapes = {meta.name: ([d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1)
+                           for i, d in enumerate(meta.shape)], numpy_dtype(meta.type) or "float32")
+              for meta in session.get_inputs()}
+    _check_fits(sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in shapes.values()), batch)
     feeds = {}
     for meta in session.get_inputs():
-        shape = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(meta.shape)]
-        dtype = numpy_dtype(meta.type) or "float32"
+        shape, dtype = shapes[meta.name]
         if dtype.startswith("float"):
             feeds[meta.name] = rng.random(shape, dtype=np.float32).astype(dtype)
         else:
             feeds[meta.name] = rng.integers(0, 2, shape).astype(dtype)
     return feeds
+
+
+def _check_fits(nbytes: int, batch: int) -> None:
+    """Refuse inputs that would take more than half the memory free now (a --batch typo is not a crash)."""
+    import os
+
+    from zoo.errors import InputError
+
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on Linux: no check
+        return
+    if nbytes > free // 2:
+        raise InputError(f"--batch {batch} needs {nbytes / 2**30:.1f} GiB for the random inputs alone, more than "
+                         f"half of the {free / 2**30:.1f} GiB free here", expected=["a smaller --batch"])
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
+
+from zoo.printable import clipped
 
 # Exit codes shared by the CLI and documented in README and `zoo --help`.
 EXIT_OK = 0
@@ -36,6 +39,18 @@ class ZooError(Exception):
     @property
     def message(self) -> str:
         return self.what if not self.hint else f"{self.what}\nhint: {self.hint}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the facts, not the constructor call: subclasses take other arguments, and an error
+        raised in a worker process (zoo bench's sides, multiprocessing, Ray) must reach the caller whole."""
+        return _rebuilt, (type(self), self.args, self.__dict__.copy())
+
+
+def _rebuilt(cls: type[ZooError], args: tuple[Any, ...], state: dict[str, Any]) -> ZooError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ManifestError(ZooError, ValueError):
@@ -62,7 +77,7 @@ class UnknownModelError(ZooError, LookupError, AssertionError):
         hint = "run `zoo search TEXT` or `zoo list` to see the known models"
         if self.suggestions:
             hint = f"did you mean: {', '.join(self.suggestions)}? ({hint})"
-        super().__init__(f"unknown model {name!r}", hint=hint)
+        super().__init__(f"unknown model {clipped(name)}", hint=hint)
 
 
 class OpsetError(ZooError, LookupError, AssertionError):

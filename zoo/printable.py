@@ -52,3 +52,8 @@ def printable(text: str, *, keep_newlines: bool = True) -> str:
 def shown(text: str) -> str:
     """One field from outside (URL, reason phrase, header, name) for a one-line message."""
     return escape(redact(text))
+
+
+def clipped(text: str, limit: int = 100) -> str:
+    """`text` in quotes, or its first `limit` characters and its length: a name from outside may be any size."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"

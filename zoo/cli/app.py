@@ -16,7 +16,7 @@ from zoo.cli.mirror import mirror
 from zoo.cli.output import EPILOG, emit_json, handle_errors, human_size, json_option, note, opset_option, table
 from zoo.cli.run import bench, check, predict
 from zoo.cli.serve import serve
-from zoo.errors import ZooError
+from zoo.errors import InputError, ZooError
 from zoo.printable import printable
 
 
@@ -108,6 +108,9 @@ def search(text: str, as_json: bool) -> None:
     Example:
       zoo search yolo
     """
+    if not text.strip():
+        raise InputError("zoo search needs some TEXT to look for", expected=["a word such as yolo or resnet; "
+                                                                          "`zoo list` shows every model"])
     _print_listing(api.search(text), as_json, f"no model matches {text!r}; try `zoo list`")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import runtime
-from zoo.errors import InputError, UnknownModelError, ZooError
+from zoo.errors import InputError, UnknownModelError, ZooError, not_a_file
 from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
 from zoo.store import cache, index_cache
@@ -79,7 +79,10 @@ def locate(name_or_path: str | Path, opset: int | None = None) -> Located:
 
 def _locate_file(path: Path) -> Located:
     if not path.is_file():
-        raise InputError(f"no such model file: {path}", expected=["a path to an .onnx file, or a zoo model name"])
+        reason = not_a_file(path)
+        raise InputError(f"no such model file: {path}" if reason == "no such file" else
+                         f"cannot use model file {path}: {reason}",
+                         expected=["a path to an .onnx file, or a zoo model name"])
     from zoo.store.fingerprint import sha256_of
 
     try:

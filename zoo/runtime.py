@@ -148,6 +148,9 @@ def _stderr(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
+MAX_THREADS = 1024  # intra-op threads per session: beyond this, a typo that would take minutes to start
+
+
 def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None,
                     spinning: bool | None = None) -> Any:
     import onnxruntime as ort
@@ -159,6 +162,9 @@ def session_options(*, threads: int | None, optimization: str, optimized_path: P
     if optimization not in levels:
         raise ZooError(f"unknown graph optimisation level {optimization!r}",
                        hint=f"use one of {', '.join(OPTIMIZATION_LEVELS)}")
+    if threads is not None and not 0 <= threads <= MAX_THREADS:
+        raise ZooError(f"threads={threads}: onnxruntime would start that many threads per session",
+                       hint=f"use 1 to {MAX_THREADS} (None: onnxruntime's choice, one per core)")
     so = ort.SessionOptions()
     so.graph_optimization_level = levels[optimization]
     so.log_severity_level = 4  # fatal only: zoo reports load failures and fallbacks itself
@@ -220,10 +226,11 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
         if cached is not None:  # a stale or foreign optimised file: drop it and build from the model
             graphs.drop(cached)
             return create_session(model, spec, cache_dir=cache_dir, cache_key=cache_key, warn=warn)
-        if target is not None:  # writing the graph failed (a cache that turned read-only): run without it
+        if target is not None:  # writing the graph may have failed (a cache that turned read-only): without it
             graphs.unlink(target)
+            found = create_session(model, spec, warn=warn)  # a model that cannot load raises its own error here
             _note_unkept(target.parent, f"cannot write there ({_first_line(exc)})", warn)
-            return create_session(model, spec, warn=warn)
+            return found
         if plan.chosen != (CPU,) and not spec.policy:
             return _cpu_after_failure(model, spec, plan, exc, warn)
         raise _load_error(model, exc) from None

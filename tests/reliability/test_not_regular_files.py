@@ -76,3 +76,67 @@ def test_predict_on_folders_without_images_says_so_before_loading_a_model(tmp_pa
     result = _zoo("predict", "mobilenetv2-12-int8", str(texts), "-r", "--glob", "*.png")
     assert_clear_error(result, 2, "holds no files matching '*.png'")
     assert "add -r" not in result.stderr
+
+
+@needs_posix
+@pytest.mark.parametrize(("kind", "make", "reason"), KINDS[1:4], ids=[k[0] for k in KINDS[1:4]])
+def test_a_model_path_that_is_no_file_is_refused_with_the_reason(tmp_path: Path, kind: str,
+                                                                 make: Callable[[Path], Path], reason: str) -> None:
+    path = make(tmp_path)
+    (tmp_path / "x.jpg").write_bytes(b"an input that exists: the model is checked first")
+    result = _zoo("predict", str(path), str(tmp_path / "x.jpg"))
+    assert_clear_error(result, 2, f"cannot use model file {path}: {reason}")
+
+
+@needs_posix
+@pytest.mark.parametrize("make", [lambda d: Path("/dev/zero"), lambda d: (os.mkfifo(d / "labels"), d / "labels")[1]],
+                         ids=["device", "fifo"])
+def test_a_label_file_that_is_no_file_is_refused_without_reading_it(tmp_path: Path,
+                                                                    make: Callable[[Path], Path]) -> None:
+    """--labels /dev/zero read until memory ran out; a FIFO blocked forever."""
+    from zoo.errors import ZooError
+    from zoo.index import labels
+
+    with pytest.raises(ZooError, match="not a regular file"):
+        labels.load(str(make(tmp_path)))
+
+
+def test_a_label_file_that_is_not_text_or_too_big_is_refused(tmp_path: Path) -> None:
+    from zoo.errors import ZooError
+    from zoo.index import labels
+
+    binary = tmp_path / "labels.bin"
+    binary.write_bytes(b"\xff\xfe\x00cat\n")
+    with pytest.raises(ZooError, match="is not UTF-8 text"):  # was an uncaught UnicodeDecodeError
+        labels.load(str(binary))
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:
+        handle.truncate(labels.MAX_FILE + 1)  # sparse: no disk used
+    with pytest.raises(ZooError, match="larger than 16 MiB"):
+        labels.load(str(big))
+    good = tmp_path / "good.txt"
+    good.write_text("n01234567 tench, Tinca tinca\ngoldfish\n", encoding="utf-8")
+    assert labels.load(str(good)) == ("tench", "goldfish")
+
+
+def test_a_file_that_is_no_model_gives_the_load_error_and_no_cache_note(tmp_path: Path) -> None:
+    """A file onnxruntime cannot parse was reported as 'optimised graphs are not being kept ... cannot write there'."""
+    fake = tmp_path / "fake.onnx"
+    fake.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "x.jpg").write_bytes(b"an input that exists: the model is checked first")
+    result = _zoo("predict", str(fake), str(tmp_path / "x.jpg"))
+    assert_clear_error(result, 2, f"onnxruntime cannot load {fake}", "INVALID_PROTOBUF")
+    assert "optimised graphs are not being kept" not in result.stderr
+
+
+def test_absurd_thread_counts_are_refused_before_onnxruntime_starts_them(tmp_path: Path) -> None:
+    """threads=100000 made onnxruntime start 100000 threads (minutes, or the process limit)."""
+    import zoo
+    from zoo.errors import ZooError
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"never read")
+    with pytest.raises(ZooError, match="use 1 to 1024"):
+        zoo.load(str(model), threads=100_000)
+    result = _zoo("predict", str(model), str(tmp_path / "x.jpg"), "--threads", "5000")
+    assert result.returncode == 2 and "5000 is not in the range 1<=x<=1024" in result.stderr

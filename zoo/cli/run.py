@@ -27,7 +27,7 @@ from zoo.prediction import Failure, Prediction, Result
               help="Execution provider(s), comma-separated, best first: cuda, tensorrt, openvino, cpu... "
                    "(default: ZOO_PROVIDERS, else the best available).")
 @click.option("--strict-provider", is_flag=True, help="Fail instead of warning when a requested provider is not used.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads for onnxruntime.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Intra-op threads for onnxruntime.")
 @click.option("--recipe", default=None, help="Preprocessing recipe for a local model: imagenet, caffe-bgr, inception.")
 @click.option("--labels", "labels_file", default=None, help="Label set name or a file with one label per line.")
 @click.option("--save", "save_text", default=None, metavar="PATH",
@@ -189,7 +189,7 @@ def _print_check(report: Any) -> None:
 @opset_option
 @click.option("--provider", "providers", default=None, help="Execution provider(s), comma-separated, best first.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, help="Batch size where the model allows it.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (both sides).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Intra-op threads (both sides).")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, help="Untimed runs first.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, help="Timed runs.")
 @json_option

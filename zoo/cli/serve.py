@@ -23,7 +23,7 @@ from zoo.cli.output import EPILOG, echo_note, handle_errors
 @click.option("--token", envvar="ZOO_SERVE_TOKEN", default=None,
               help="Require `Authorization: Bearer TOKEN` (or set ZOO_SERVE_TOKEN).")
 @click.option("--no-auth", is_flag=True, help="Serve a non-loopback --host without a token.")
-@click.option("--threads", type=click.IntRange(1), default=None,
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
               help="Intra-op threads per session run [default: the cores shared among the --concurrency runs].")
 @click.option("--provider", default=None, help="Execution provider(s), e.g. cuda or openvino,cpu.")
 @click.option("--max-body", default="64MB", show_default=True, help="Largest request body.")

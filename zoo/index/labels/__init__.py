@@ -6,10 +6,11 @@ import re
 from functools import cache
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, not_a_file
 
 _DIR = Path(__file__).resolve().parent
 _WNID = re.compile(r"n\d{8} ")
+MAX_FILE = 16 * 2**20  # a label file is text, one line per class: 16 MiB is a million long labels
 
 
 def names() -> list[str]:
@@ -34,10 +35,19 @@ def load(name_or_path: str) -> tuple[str, ...]:
         path = Path(name_or_path)
     if "," in name_or_path and not path.is_file():  # a manifest written by `zoo add` carries its labels inline
         return tuple(s.strip() for s in name_or_path.split(","))
+    hint = f"use one of {', '.join(names())} or a text file with one label per line"
+    if path.exists() and not path.is_file():  # a FIFO or /dev/zero would block or never end
+        raise ZooError(f"cannot read label file {name_or_path!r}: {not_a_file(path)}", hint=hint)
     try:
-        return parse(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE + 1)
     except OSError as exc:
-        raise ZooError(
-            f"unknown label set or unreadable label file {name_or_path!r}: {exc.strerror or exc}",
-            hint=f"use one of {', '.join(names())} or a text file with one label per line",
-        ) from None
+        raise ZooError(f"unknown label set or unreadable label file {name_or_path!r}: {exc.strerror or exc}",
+                       hint=hint) from None
+    if len(raw) > MAX_FILE:
+        raise ZooError(f"label file {name_or_path!r} is larger than {MAX_FILE // 2**20} MiB", hint=hint)
+    try:
+        return parse(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ZooError(f"label file {name_or_path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                       hint=hint) from None

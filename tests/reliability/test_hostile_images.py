@@ -4,7 +4,9 @@ The models come from ../shared/data/models, seeded with `zoo cache import`; zoo 
 can never reach for the network. A PNG named .jpg is the control that must work: the content decides.
 Classes: unreadable files; recipe bombs (a few hundred bytes whose resize would allocate gigabytes);
 declared-size bombs in GIF, TIFF, JPEG and PNG headers; odd modes (palette, 16-bit, CMYK, animation,
-float NaN, text-chunk bombs) that must convert and predict; super-resolution's tile bound.
+float NaN, text-chunk bombs) that must convert and predict; super-resolution's tile bound; and what the
+Python API is handed instead of an image (NaN or object arrays, garbage bytes, None), refused by name,
+while a photo's encoded bytes predict as its file does.
 """
 
 from __future__ import annotations
@@ -349,3 +351,39 @@ def test_super_resolution_of_a_huge_photo_is_refused_naming_the_tile_limit(isola
     result = zoo("predict", "super-resolution-10", str(image))
     assert_clear_error(result, 2, f"cannot use image {image}", "4000x3000 needs 20x15 = 300 tiles of 224x224",
                        "over the limit of 48 tiles", "fits")
+
+
+API_REFUSED = [
+    ("NaN pixels", lambda np: np.full((8, 8, 3), np.nan, np.float32), "the array holds NaN or infinite values"),
+    ("infinite pixels", lambda np: np.full((8, 8, 3), np.inf), "the array holds NaN or infinite values"),
+    ("object array", lambda np: np.array([[None]], dtype=object), "expected an array of numbers, got dtype object"),
+    ("string array", lambda np: np.array([["a"]]), "expected an array of numbers, got dtype <U1"),
+    ("garbage bytes", lambda np: b"\x89PNG not really", "not an image file Pillow can identify"),
+    ("empty bytes", lambda np: b"", "the data is empty (0 bytes)"),
+    ("an int", lambda np: 5, "expected an image file path, its bytes, a file object"),
+    ("None", lambda np: None, "expected an image file path, its bytes, a file object"),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "reason"), API_REFUSED, ids=[c[0] for c in API_REFUSED])
+def test_the_python_api_refuses_what_is_no_image_with_the_reason(what: str, make, reason: str) -> None:
+    """These predicted silently (NaN and object arrays: a confident made-up class) or raised AttributeError."""
+    import numpy as np
+
+    from zoo.errors import ImageError
+    from zoo.pipeline.images import open_image
+
+    with pytest.raises(ImageError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        open_image(make(np))
+
+
+def test_the_encoded_bytes_of_a_photo_are_an_image(mobilenet: str) -> None:
+    """bytes were taken as a file name ("No such file or directory: b'\\xff\\xd8...'")."""
+    import zoo
+
+    model = zoo.load(mobilenet)
+    photo = need(DATA / "images" / "frog.jpg")
+    data = photo.read_bytes()
+    expected = model.predict(str(photo)).predictions[0].label
+    for source in (data, bytearray(data), memoryview(data), io.BytesIO(data)):
+        assert model.predict(source).predictions[0].label == expected == "tree frog"

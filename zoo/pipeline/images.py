@@ -9,6 +9,7 @@ only sees pixels, can still name the file when it refuses one.
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from pathlib import Path
@@ -52,6 +53,13 @@ def open_image(source: Any) -> Image.Image:
             raise ImageError(name, not_a_file(path))
         if path.stat().st_size == 0:
             raise ImageError(name, "the file is empty (0 bytes)")
+    elif isinstance(source, (bytes, bytearray, memoryview)):  # the encoded file itself (PIL takes bytes as a path)
+        if not len(source):
+            raise ImageError(name, "the data is empty (0 bytes)")
+        source = io.BytesIO(source)
+    elif not callable(getattr(source, "read", None)):
+        raise ImageError(name, "expected an image file path, its bytes, a file object, a PIL image or an "
+                               "HxWx3 numpy array")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -145,7 +153,11 @@ def _from_array(arr: Any) -> Image.Image:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ImageError("<ndarray>", f"expected an HxW or HxWx3 image array, got shape {a.shape}")
     if a.dtype != np.uint8:
+        if a.dtype.kind not in "biuf":  # object, string, complex, datetime ...
+            raise ImageError("<ndarray>", f"expected an array of numbers, got dtype {a.dtype}")
         a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ImageError("<ndarray>", "the array holds NaN or infinite values")
         if a.size and a.max() <= 1.0:
             a = a * 255.0
         a = np.clip(a + 0.5, 0, 255).astype(np.uint8)

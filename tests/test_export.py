@@ -143,6 +143,20 @@ def test_ultraface_boxes_match_zoo_predict(model_id, exported, monkeypatch) -> N
     assert faces >= 5
 
 
+def test_cli_export_of_a_zoo_models_file_by_path_is_the_export_of_its_name(tmp_path: Path) -> None:
+    """`zoo export ./mobilenetv2-12-int8.onnx out.onnx` said "unknown model"; the file is known by its sha256."""
+    seed("mobilenetv2-12-int8")
+    by_name, by_path = tmp_path / "name.onnx", tmp_path / "path.onnx"
+    for source, out in (("mobilenetv2-12-int8", by_name), (str(need(DATA / "models" / "mobilenetv2-12-int8.onnx")),
+                                                          by_path)):
+        result = CliRunner().invoke(cli, ["export", source, str(out), "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["model_id"] == "mobilenetv2-12-int8"
+    assert by_path.read_bytes() == by_name.read_bytes()
+    missing = CliRunner().invoke(cli, ["export", str(tmp_path / "nothing.onnx"), str(tmp_path / "x.onnx")])
+    assert missing.exit_code == 2 and "no such model file" in missing.stderr
+
+
 def test_cli_export_then_plain_onnxruntime_says_tree_frog(tmp_path: Path) -> None:
     seed("mobilenetv2-12-int8")
     out = tmp_path / "m.onnx"

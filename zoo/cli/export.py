@@ -28,6 +28,7 @@ def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int 
     Example:
       zoo export mobilenetv2-12-int8 m.onnx
       zoo export ultraface-320 faces.onnx --json
+      zoo export ./downloads/resnet50-v1-12.onnx r.onnx   # a zoo model's file, known by its sha256
     """
     # Heavy imports here: `zoo --help` must not load onnx or numpy.
     from pathlib import Path
@@ -40,7 +41,12 @@ def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int 
         raise InputError(f"cannot write the exported model to {out!r}: "
                          + ("it is a folder" if out and target.is_dir() else "its folder does not exist"),
                          expected=["a file name such as model.onnx in an existing folder"])
-    report = export_model(name, out, opset=opset, postprocess=postprocess, topk=topk)
+    from zoo import api
+    from zoo.model import looks_like_path
+
+    # A local .onnx exports when zoo knows its recipe: a zoo model's file (by sha256) or one `zoo add` took.
+    source = api.load(name, opset=opset, progress=False) if looks_like_path(name) else name
+    report = export_model(source, out, opset=opset, postprocess=postprocess, topk=topk)
     if as_json:
         emit_json(report.to_dict())
         return

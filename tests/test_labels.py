@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import DATA, need
 
 from zoo.index import labels
 from zoo.index.catalog import load_index
@@ -55,3 +56,17 @@ def test_label_file_path(tmp_path) -> None:
     assert labels.load(str(path)) == ("cat", "dog")
     with pytest.raises(Exception, match="unknown label set"):
         labels.load("no-such-set")
+
+
+def test_labels_that_do_not_number_the_classes_get_a_note() -> None:
+    """`--labels /etc/passwd` on a 1000-class model printed class indices with no word of why."""
+    import zoo
+
+    path = str(need(DATA / "models" / "mobilenetv2-12-int8.onnx"))
+    few = zoo.load(path, labels=["cat", "dog"])
+    assert "the labels given number 2, but the model scores 1000 classes: classes from 2 on show their index" \
+        in (few.note or "")
+    many = zoo.load(path, labels=[f"c{i}" for i in range(1001)])
+    assert "number 1001, but the model scores 1000 classes: the extra labels are never used" in (many.note or "")
+    right = zoo.load(path, labels="imagenet1k")
+    assert "labels given" not in (right.note or "")

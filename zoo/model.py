@@ -358,8 +358,26 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
     key = entry.file.sha256 if entry is not None and located.path is None else _content_key(path)
     session, report = runtime.create_session(path, spec, cache_dir=cache.home() / "optimized", cache_key=key)
     final_recipe = _recipe_for(recipe, entry, session)
-    return Model(path=path, entry=entry, session=session, report=report, recipe=final_recipe,
-                 labels=_labels_for(labels, entry), note=located.note)
+    model = Model(path=path, entry=entry, session=session, report=report, recipe=final_recipe,
+                  labels=_labels_for(labels, entry), note=located.note)
+    if labels is not None:
+        mismatch = _labels_mismatch(model)
+        if mismatch:
+            model.note = f"{model.note}; {mismatch}" if model.note else mismatch
+    return model
+
+
+def _labels_mismatch(model: Model) -> str | None:
+    """A note when labels the caller chose do not number the classifier's classes (a wrong file, most likely)."""
+    if model.labels is None or model.task != "classification" or len(model.output_metas) != 1:
+        return None
+    shape = model.output_metas[0].shape
+    classes = shape[-1] if shape else None
+    if not isinstance(classes, int) or classes <= 1 or classes == len(model.labels):
+        return None
+    given = len(model.labels)
+    effect = f"classes from {given} on show their index" if classes > given else "the extra labels are never used"
+    return f"the labels given number {given}, but the model scores {classes} classes: {effect}"
 
 
 def _model_file(entry: ModelEntry | None, progress: bool | None) -> Path:

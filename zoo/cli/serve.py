@@ -27,13 +27,15 @@ from zoo.cli.output import EPILOG, echo_note, handle_errors
               help="Intra-op threads per session run [default: the cores shared among the --concurrency runs].")
 @click.option("--provider", default=None, help="Execution provider(s), e.g. cuda or openvino,cpu.")
 @click.option("--max-body", default="64MB", show_default=True, help="Largest request body.")
+@click.option("--body-timeout", default="30s", show_default=True,
+              help="Answer 408 when a request's body stops arriving for this long (forever: never).")
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Session runs in flight per model. Several narrow runs give the most requests/s under "
                    "load; one client at a time gets lower latency from --concurrency 1 (all cores per run).")
 @handle_errors
 def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_delay_ms: float, keep_alive: str,
           max_loaded: int, token: str | None, no_auth: bool, threads: int | None, provider: str | None,
-          max_body: str, concurrency: int) -> None:
+          max_body: str, body_timeout: str, concurrency: int) -> None:
     """Serve zoo models over HTTP: the Open Inference Protocol (KServe v2, Triton clients) and an image endpoint.
 
     MODELs named here are pulled and loaded before the server reports ready; any other
@@ -58,6 +60,11 @@ def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_del
     pool = PoolConfig(max_batch=max_batch, max_delay=max_delay_ms / 1000, keep_alive=main.parse_duration(keep_alive),
                       max_loaded=max_loaded, slots=concurrency, threads=threads, providers=provider)
     limit = main.parse_size(max_body)
+    stall = main.parse_duration(body_timeout, "--body-timeout")
+    if stall == 0:
+        from zoo.errors import ZooError
+
+        raise ZooError("--body-timeout must be more than 0", hint="e.g. 30s, or forever to never time out")
     sock = main.bind(host, port)  # before the pulls: a taken port fails at once
     keys, files = main.prepare_models(models)
     if len(keys) > max_loaded:
@@ -66,4 +73,5 @@ def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_del
     echo_note(f"zoo serve: listening on {url} ({'loading ' + ', '.join(models) if models else 'no models loaded yet'})")
     echo_note(f"zoo serve: {access.notice}")
     echo_note(f"zoo serve: API at {url}/docs; ready at {url}/v2/health/ready; SIGTERM drains and stops")
-    main.run(ServeConfig(pool=pool, startup=keys, files=files, token=access.token, max_body=limit), sock)
+    main.run(ServeConfig(pool=pool, startup=keys, files=files, token=access.token, max_body=limit,
+                         body_timeout=stall), sock)

@@ -6,6 +6,7 @@ middleware) and the infer route that zoo.serve.front answers before Starlette.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -35,18 +36,26 @@ class Guard:
             return
         started, limit = time.perf_counter(), self.state.config.max_body
         labels: dict[str, Any] = scope.setdefault("state", {})  # what handlers put in request.state
-        seen = {"status": 500, "in": 0, "out": 0}  # 500 until a response starts: a request that ends without one
+        seen = {"status": 500, "in": 0, "out": 0, "started": 0}  # 500 until a response starts
 
         async def counted_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
+                seen["status"], seen["started"] = message["status"], 1
             elif message["type"] == "http.response.body":
                 seen["out"] += len(message.get("body", b""))
             await send(message)
 
+        watch = _BodyWatch(self.state.config.body_timeout)
+
         async def limited_receive() -> Message:
-            message = await receive()
+            watch.waiting, watch.since = True, watch.loop.time()
+            try:
+                message = await receive()
+            finally:
+                watch.waiting = False
             if message["type"] == "http.request":
+                if not message.get("more_body", False):
+                    watch.stop()  # the body is in: later waits (for a disconnect) may last
                 seen["in"] += len(message.get("body", b""))
                 if seen["in"] > limit:
                     raise _too_large(limit)
@@ -60,7 +69,14 @@ class Guard:
                 await _send_error(counted_send, refusal, scope)
             else:
                 await self.app(scope, limited_receive, counted_send)
+        except asyncio.CancelledError:
+            if not watch.stalled:
+                raise
+            watch.uncancel()
+            if seen["status"] == 500 and not seen["started"]:  # nothing was answered yet
+                await _send_error(counted_send, _stalled(watch.limit), scope)
         finally:
+            watch.stop()
             client = scope.get("client")
             self.state.metrics.record(method=scope["method"], path=scope["path"], status=seen["status"],
                                       seconds=time.perf_counter() - started, model=labels.get("model"),
@@ -83,6 +99,45 @@ class Guard:
         return None
 
 
+class _BodyWatch:
+    """Cancels the request's task when a wait for more of its body lasts `limit` seconds (None: never).
+
+    Only time spent waiting on the client counts: a request whose handler is busy elsewhere (a
+    model loading) before it reads on is not stalled. One timer per request, moved on lazily:
+    it fires, and sets itself again for what is left unless a wait has lasted the whole limit.
+    """
+
+    __slots__ = ("_timer", "limit", "loop", "since", "stalled", "task", "waiting")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit, self.loop, self.task = limit, asyncio.get_running_loop(), asyncio.current_task()
+        self.waiting, self.since, self.stalled = False, self.loop.time(), False
+        self._timer = None if limit is None else self.loop.call_later(limit, self._check)
+
+    def _check(self) -> None:
+        assert self.limit is not None
+        idle = self.loop.time() - self.since
+        if self.waiting and idle >= self.limit and self.task is not None:
+            self.stalled, self._timer = True, None
+            self.task.cancel()
+        else:
+            self._timer = self.loop.call_later(self.limit - idle if self.waiting else self.limit, self._check)
+
+    def uncancel(self) -> None:
+        if self.task is not None:
+            self.task.uncancel()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _stalled(limit: float | None) -> RequestError:
+    return RequestError(f"the request body stopped arriving: no byte of it for {limit:g} s", status=408,
+                        hint="send the whole body promptly (the server's --body-timeout)")
+
+
 def _too_large(limit: int) -> RequestError:
     return RequestError(f"the request body is over the {limit} byte limit", status=413,
                         hint="send a smaller body, or start the server with a larger --max-body")
@@ -93,6 +148,8 @@ async def _send_error(send: Send, error: RequestError, scope: Scope) -> None:
     response = JSONResponse(error_body(error, protocol=protocol), error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if error.status in (408, 413):  # the rest of the body may still come: it must not be read as a request
+        response.headers["Connection"] = "close"
     await response({"type": "http"}, _no_body, send)
 
 

@@ -29,6 +29,7 @@ class ServeConfig:
     files: tuple[tuple[str, Path], ...] = ()  # request names of the local files named at start-up
     token: str | None = None
     max_body: int = 64 * 1024 * 1024
+    body_timeout: float | None = 30.0  # seconds a request's body may stop arriving before it is answered 408
 
 
 class ServerState:

@@ -1,0 +1,91 @@
+"""Hostile clients of `zoo serve`: bodies that stop arriving, and pipelined, smuggled or malformed requests.
+
+Each runs against a real `zoo serve` on loopback with raw sockets (what a misbehaving client sends is
+exactly what the test writes) and checks the status, that the connection is closed where the rest of
+a body could be read as a request, and that the server goes on serving with no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from serve_helpers import IMAGES, seed_home, start
+
+BATCHED = "mobilenetv2-12-int8"
+
+
+def _read_answer(conn: socket.socket) -> bytes:
+    answer = b""
+    while chunk := conn.recv(65536):  # the server closes after these answers
+        answer += chunk
+    return answer
+
+
+def test_a_body_that_stops_arriving_is_answered_408_and_a_slow_one_is_not(tmp_path: Path) -> None:
+    """A client that declared more than it sent held its connection, and what it sent, forever."""
+    home = seed_home(tmp_path / "home", BATCHED)
+    server = start(home, tmp_path / "serve.log", BATCHED, "--body-timeout", "1s")
+    frog = (IMAGES / "frog.jpg").read_bytes()
+    for path in (f"/v2/models/{BATCHED}/infer", f"/v1/models/{BATCHED}/predict"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as stalled:
+            started = time.monotonic()
+            stalled.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"{")
+            answer = _read_answer(stalled)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"connection: close" in answer.lower() and b"no byte of it for 1 s" in answer
+        assert 0.9 <= took < 10, took
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:  # never 1 s without a byte
+        slow.sendall((f"POST /v1/models/{BATCHED}/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(frog)}\r\n"
+                      "Connection: close\r\n\r\n").encode())
+        for at in range(0, len(frog), len(frog) // 6 + 1):
+            time.sleep(0.4)
+            slow.sendall(frog[at:at + len(frog) // 6 + 1])
+        answer = _read_answer(slow)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["predictions"][0]["label"] == "tree frog"
+    metrics = requests.get(f"{server.url}/metrics", timeout=30).text
+    assert 'zoo_requests_total{endpoint="infer",model="mobilenetv2-12-int8",status="408"} 1.0' in metrics
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()
+
+
+def test_pipelined_smuggled_and_malformed_requests(tmp_path: Path) -> None:
+    home = seed_home(tmp_path / "home", BATCHED)
+    server = start(home, tmp_path / "serve.log", BATCHED)
+    path = f"/v2/models/{BATCHED}/infer"
+    tensor = np.zeros((1, 3, 224, 224), np.float32)
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224],
+                                   "parameters": {"binary_data_size": tensor.nbytes}}]}).encode()
+    body = head + tensor.tobytes()
+    infer = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+             f"Inference-Header-Content-Length: {len(head)}\r\n").encode()
+
+    def exchange(raw: bytes, then: bytes = b"") -> list[int]:
+        """The statuses answered to `raw` (then `then` on the same connection), in order."""
+        answer = b""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+            conn.sendall(raw + then)
+            while chunk := conn.recv(65536):
+                answer += chunk
+        return [int(answer[i + 9:i + 12]) for i in range(len(answer)) if answer.startswith(b"HTTP/1.1 ", i)]
+
+    live = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert exchange(infer + b"\r\n" + body + infer + b"\r\n" + body, live) == [200, 200, 200]  # pipelined
+    chunks = b"".join(f"{len(body[i:i + 65536]):x}\r\n".encode() + body[i:i + 65536] + b"\r\n"
+                      for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+    chunked = infer.replace(f"Content-Length: {len(body)}".encode(), b"Transfer-Encoding: chunked")
+    assert exchange(chunked + b"\r\n" + chunks, live) == [200, 200]  # no length: chunked is fine
+    smuggled = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "2\r\n{}\r\n0\r\n\r\n").encode()
+    assert exchange(smuggled) == [400]  # both lengths: refused, and the connection closed
+    assert exchange(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n") == [400]
+    assert exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64)) == [400]  # TLS to plain HTTP
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=30).status_code == 200
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()

@@ -16,8 +16,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from zoo.printable import clipped
-
 # Exit codes shared by the CLI and documented in README and `zoo --help`.
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -77,6 +75,8 @@ class UnknownModelError(ZooError, LookupError, AssertionError):
         hint = "run `zoo search TEXT` or `zoo list` to see the known models"
         if self.suggestions:
             hint = f"did you mean: {', '.join(self.suggestions)}? ({hint})"
+        from zoo.printable import clipped  # only when raised: its regexes cost a load 1 ms
+
         super().__init__(f"unknown model {clipped(name)}", hint=hint)
 
 

@@ -241,6 +241,10 @@ class Model:
         from zoo.prediction import Failure  # see the note on the imports
 
         self.ensure_runnable()
+        for arg, value, least in (("batch_size", batch_size, 1), ("workers", workers, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise InputError(f"{arg}={value!r}", expected=[f"an int >= {least}"])
+        DecodeOptions(topk=topk, score_threshold=score_threshold)  # refused here, not at the first run
         limit = max(1, min(batch_size, self.max_batch))
         threads = self.session.get_session_options().intra_op_num_threads
         workers = workers or tuning.stream_workers(tuning.usable_cores(), threads)
@@ -347,6 +351,7 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
     that round differently (shufflenet-v2-12-qdq then calls a banana a hotdog), so
     they get "basic" unless asked otherwise.
     """
+    _check_load_args(name_or_path, opset=opset, providers=providers, recipe=recipe, labels=labels, threads=threads)
     located = locate(name_or_path, opset)
     entry = located.entry
     path = located.path if located.path is not None else _model_file(entry, progress)
@@ -365,6 +370,27 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
         if mismatch:
             model.note = f"{model.note}; {mismatch}" if model.note else mismatch
     return model
+
+
+def _check_load_args(name_or_path: object, *, opset: object, providers: object, recipe: object, labels: object,
+                     threads: object) -> None:
+    """Refuse arguments of the wrong kind by name, before anything loads (a typo is not a traceback)."""
+    def wrong(arg: str, value: object, want: str) -> InputError:
+        return InputError(f"{arg}={value!r} ({type(value).__name__})", expected=[want])
+
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise wrong("name_or_path", name_or_path, "a zoo model name or the path of an .onnx file")
+    for arg, value in (("opset", opset), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise wrong(arg, value, "an int, or None")
+    if providers is not None and not isinstance(providers, str) and not (
+            isinstance(providers, Sequence) and all(isinstance(p, str) for p in providers)):
+        raise wrong("providers", providers, "a provider name, a comma-separated string or a list of names")
+    if labels is not None and not isinstance(labels, str) and not (
+            isinstance(labels, Sequence) and all(isinstance(x, str) for x in labels)):
+        raise wrong("labels", labels, "a label-set name, a file path, or a list of strings")
+    if recipe is not None and not isinstance(recipe, (str, ImageRecipe)) and not callable(recipe):
+        raise wrong("recipe", recipe, "a recipe name, an ImageRecipe, or a function from a PIL image to feeds")
 
 
 def _labels_mismatch(model: Model) -> str | None:

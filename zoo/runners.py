@@ -35,6 +35,16 @@ class DecodeOptions:
     topk: int | None = None
     score_threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int)
+                                      or self.topk < 1):
+            raise InputError(f"topk={self.topk!r}: it is how many classes to keep", expected=["an int >= 1, or None"])
+        threshold = self.score_threshold
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0.0 <= threshold <= 1.0):
+            raise InputError(f"score_threshold={threshold!r}: it is a score between 0 and 1",
+                             expected=["a number from 0 to 1, or None"])
+
 
 @dataclass(frozen=True, slots=True)
 class Table:

@@ -12,7 +12,6 @@ nothing there.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -170,15 +169,3 @@ class InputError(ZooError, ValueError):
 
 class ProviderError(ZooError):
     """An execution provider was requested but is not what onnxruntime uses."""
-
-
-
-def not_a_file(path: str | os.PathLike[str]) -> str:
-    """Why a path that is not a regular file cannot be read as one, in a few words for a message."""
-    if not os.path.lexists(path):
-        return "no such file"
-    if not os.path.exists(path):
-        return "a broken symbolic link, or one in a loop"
-    if os.path.isdir(path):
-        return "a folder, not a file"
-    return "not a regular file (a device, FIFO or socket is never read)"

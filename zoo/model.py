@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import runtime
-from zoo.errors import InputError, UnknownModelError, ZooError, not_a_file
+from zoo.errors import InputError, UnknownModelError, ZooError
+from zoo.filecheck import not_a_file
 from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
 from zoo.store import cache, index_cache

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from reliability_helpers import assert_clear_error
 
-from zoo.errors import ImageError, not_a_file
+from zoo.errors import ImageError
+from zoo.filecheck import not_a_file
 
 KINDS: list[tuple[str, Callable[[Path], Path], str]] = [
     ("missing", lambda d: d / "nothing.onnx", "no such file"),

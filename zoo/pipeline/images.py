@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ImageError, not_a_file
+from zoo.errors import ImageError
+from zoo.filecheck import not_a_file
 
 if TYPE_CHECKING:
     from PIL import Image

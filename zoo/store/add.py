@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import InputError, UnknownModelError, ZooError, not_a_file
+from zoo.errors import InputError, UnknownModelError, ZooError
+from zoo.filecheck import not_a_file
 from zoo.index import labels as label_sets
 from zoo.index import user_manifest
 from zoo.index.catalog import builtin_manifest_dir, load_index, read_manifest_file

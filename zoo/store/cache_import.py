@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import CacheError, DownloadError, not_a_file
+from zoo.errors import CacheError, DownloadError
+from zoo.filecheck import not_a_file
 from zoo.store import cache
 from zoo.store.cache_scan import Kind
 from zoo.store.hashing import sha256_file

@@ -6,7 +6,8 @@ import re
 from functools import cache
 from pathlib import Path
 
-from zoo.errors import ZooError, not_a_file
+from zoo.errors import ZooError
+from zoo.filecheck import not_a_file
 
 _DIR = Path(__file__).resolve().parent
 _WNID = re.compile(r"n\d{8} ")

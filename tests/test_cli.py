@@ -137,3 +137,11 @@ def test_unexpected_error_exit_1_without_traceback(monkeypatch: pytest.MonkeyPat
     result = zoo_cli("list", code=None)
     assert result.exit_code == 1 and "disk on fire" in result.stderr and "--debug" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_nan_is_refused_where_a_number_in_a_range_is_expected() -> None:
+    """nan passes every comparison a range makes: `zoo serve --max-delay-ms nan` served with no delay at all."""
+    for args in (["serve", "--max-delay-ms", "nan", "--port", "0"],
+                 ["predict", "mnist-8", "x.png", "--score-threshold", "nan"]):
+        result = zoo_cli(*args, code=2)
+        assert "'nan' is not a number" in result.stderr, args

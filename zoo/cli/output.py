@@ -142,3 +142,13 @@ def debug_enabled() -> bool:
 def note(resolved_from: str | None) -> None:
     if resolved_from:
         echo_note(f"note: {resolved_from}")
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses nan (which passes every comparison a range makes)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:  # nan
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number

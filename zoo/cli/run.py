@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import api
-from zoo.cli.output import EPILOG, emit_json, handle_errors, json_option, note, opset_option, table
+from zoo.cli.output import EPILOG, FiniteRange, emit_json, handle_errors, json_option, note, opset_option, table
 from zoo.errors import EXIT_USAGE, InputError
 from zoo.prediction import Failure, Prediction, Result
 
@@ -21,7 +21,7 @@ from zoo.prediction import Failure, Prediction, Result
 @opset_option
 @click.option("--top-k", "topk", type=click.IntRange(min=1), default=None,
               help="How many classes to show (default: 5).")
-@click.option("--score-threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--score-threshold", type=FiniteRange(0, 1), default=None,
               help="Minimum detection score (default: the model's recipe).")
 @click.option("--provider", "providers", default=None,
               help="Execution provider(s), comma-separated, best first: cuda, tensorrt, openvino, cpu... "

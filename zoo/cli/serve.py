@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from zoo.cli.output import EPILOG, echo_note, handle_errors
+from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
 
 
 @click.command(epilog=EPILOG)
@@ -14,7 +14,7 @@ from zoo.cli.output import EPILOG, echo_note, handle_errors
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--max-batch", default=4, show_default=True, type=click.IntRange(1, 64),
               help="Most rows one session run takes (models with a dynamic batch axis); more pays on many cores.")
-@click.option("--max-delay-ms", default=2.0, show_default=True, type=click.FloatRange(0, 10_000),
+@click.option("--max-delay-ms", default=2.0, show_default=True, type=FiniteRange(0, 10_000),
               help="How long a request may wait for others to share its run.")
 @click.option("--keep-alive", default="5m", show_default=True,
               help="Unload a model this long after its last request (30s, 5m, 1h, 0, forever).")

@@ -194,7 +194,7 @@ BAD_TENSORS = [
     ("unknown model", "mobilenetv2-12-int9", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
      r"unknown model 'mobilenetv2-12-int9' \(did you mean: .*mobilenetv2-12-int8"),
     ("unknown version", f"{BATCHED}/versions/99", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
-     r"no variant of 'mobilenetv2-12-int8' has opset 99"),
+     r"no variant of 'mobilenetv2-12-int8' has opset 99; .* \(a model's versions are its opsets: GET /v2/models/"),
     ("file path", "my.onnx", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
      r"'my.onnx' is a file path, not a model name"),
 ]

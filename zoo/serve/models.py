@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo.errors import OpsetError
 from zoo.model import Model, looks_like_path
 from zoo.serve.batching import Batcher, Lanes
 from zoo.serve.errors import LoadError, RequestError
@@ -196,7 +197,11 @@ class ModelPool:
                 raise RequestError(f"model version {version!r} is not a number", status=404,
                                    hint="a zoo model's versions are its opsets (GET /v2/models/NAME lists them)")
             opset = int(version)
-        return api.resolve(name, opset).id
+        try:
+            return api.resolve(name, opset).id
+        except OpsetError as exc:  # its hint names the CLI's --opset
+            raise RequestError(exc.what, status=404, hint=f"a model's versions are its opsets: GET /v2/models/{name} "
+                                                          "lists them, or leave /versions/... out") from None
 
     @property
     def served(self) -> list[Served]:

@@ -57,7 +57,7 @@ class Lanes:
             self._spawn()
 
     def close(self) -> None:
-        """Let the workers go once nothing is queued; an item queued later brings them back."""
+        """Let the workers go once nothing is queued; an item queued later brings them back until it is run."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -74,9 +74,8 @@ class Lanes:
 
     def _put(self, batcher: Batcher[Any, Any], key: Hashable, job: _Job[Any, Any]) -> None:
         with self._cond:
-            if self._closed:  # a request that held the model as it was unloaded: served all the same
-                self._closed = False
-                self._spawn()
+            if self._closed:  # a request that held the model as it was unloaded: served all the same,
+                self._spawn()  # by workers that leave again once nothing is queued
             self._queues.setdefault((batcher, key), deque()).append(job)
             batcher._depth += 1
             self._cond.notify()

@@ -23,7 +23,7 @@ from zoo import runtime
 from zoo.errors import InputError, UnknownModelError, ZooError
 from zoo.filecheck import not_a_file
 from zoo.index.manifest import ImageRecipe, ModelEntry
-from zoo.runners import DecodeOptions, NoRunner, Runner, select_runner
+from zoo.runners import DecodeOptions, NoRunner, Runner, is_count, is_int, select_runner
 from zoo.store import cache, index_cache
 
 if TYPE_CHECKING:
@@ -242,9 +242,9 @@ class Model:
         from zoo.prediction import Failure  # see the note on the imports
 
         self.ensure_runnable()
-        for arg, value, least in (("batch_size", batch_size, 1), ("workers", workers, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-                raise InputError(f"{arg}={value!r}", expected=[f"an int >= {least}"])
+        for arg, value in (("batch_size", batch_size), ("workers", workers)):
+            if value is not None and not is_count(value):
+                raise InputError(f"{arg}={value!r}", expected=["an int >= 1"])
         DecodeOptions(topk=topk, score_threshold=score_threshold)  # refused here, not at the first run
         limit = max(1, min(batch_size, self.max_batch))
         threads = self.session.get_session_options().intra_op_num_threads
@@ -382,14 +382,13 @@ def _check_load_args(name_or_path: object, *, opset: object, providers: object, 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise wrong("name_or_path", name_or_path, "a zoo model name or the path of an .onnx file")
     for arg, value in (("opset", opset), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and not is_int(value):  # their ranges are checked where they are used
             raise wrong(arg, value, "an int, or None")
-    if providers is not None and not isinstance(providers, str) and not (
-            isinstance(providers, Sequence) and all(isinstance(p, str) for p in providers)):
-        raise wrong("providers", providers, "a provider name, a comma-separated string or a list of names")
-    if labels is not None and not isinstance(labels, str) and not (
-            isinstance(labels, Sequence) and all(isinstance(x, str) for x in labels)):
-        raise wrong("labels", labels, "a label-set name, a file path, or a list of strings")
+    for arg, value, want in (("providers", providers, "a provider name, a comma-separated string or a list of names"),
+                             ("labels", labels, "a label-set name, a file path, or a list of strings")):
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, Sequence) and all(isinstance(x, str) for x in value)):
+            raise wrong(arg, value, want)
     if recipe is not None and not isinstance(recipe, (str, ImageRecipe)) and not callable(recipe):
         raise wrong("recipe", recipe, "a recipe name, an ImageRecipe, or a function from a PIL image to feeds")
 

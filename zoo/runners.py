@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 DYNAMIC_BATCH_LIMIT = 64  # a dynamic batch axis still gets bounded runs: memory stays predictable
 
 
+def is_int(value: object) -> bool:
+    """An int, and not a bool (which is one in Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_count(value: object) -> bool:
+    """An int of at least 1: what counts and sizes (topk, batch_size, workers) must be."""
+    return is_int(value) and value >= 1  # type: ignore[operator]
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
     """What the caller may change about decoding."""
@@ -36,8 +46,7 @@ class DecodeOptions:
     score_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int)
-                                      or self.topk < 1):
+        if self.topk is not None and not is_count(self.topk):
             raise InputError(f"topk={self.topk!r}: it is how many classes to keep", expected=["an int >= 1, or None"])
         threshold = self.score_threshold
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))

@@ -192,7 +192,8 @@ BAD_TENSORS = [
     ("header length", BATCHED, {"inputs": [_bin()]}, b"", {"Inference-Header-Content-Length": "99999"}, 400,
      r"Inference-Header-Content-Length is 99999, but the body has"),
     ("unknown model", "mobilenetv2-12-int9", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
-     r"unknown model 'mobilenetv2-12-int9' \(did you mean: .*mobilenetv2-12-int8"),
+     r"unknown model 'mobilenetv2-12-int9' \(did you mean: .*mobilenetv2-12-int8.*\? \(GET /v1/models lists the "
+     r"catalogue\)\)$"),
     ("unknown version", f"{BATCHED}/versions/99", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
      r"no variant of 'mobilenetv2-12-int8' has opset 99; .* \(a model's versions are its opsets: GET /v2/models/"),
     ("file path", "my.onnx", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
@@ -304,6 +305,10 @@ def test_multipart_needs_one_file(server: Server) -> None:
 def test_unknown_model_suggests_names(server: Server) -> None:
     r = requests.post(f"{server.url}/v1/models/mobilenet-v2-int8/predict", data=b"x", timeout=30)
     assert r.status_code == 404 and "mobilenetv2-12-int8" in r.json()["suggestions"]
+    # An HTTP client is told where the catalogue is over HTTP, not about the CLI's `zoo search`.
+    assert r.json()["hint"].endswith("(GET /v1/models lists the catalogue)") and "zoo search" not in r.json()["hint"]
+    r = requests.post(f"{server.url}/v1/models/qqqqqqqqqqqqqqqqqqqq/predict", data=b"x", timeout=30)
+    assert (r.status_code, r.json()["suggestions"], r.json()["hint"]) == (404, [], "GET /v1/models lists the catalogue")
 
 
 def test_a_model_that_fails_to_load_does_not_poison_the_server(server: Server) -> None:

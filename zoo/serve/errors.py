@@ -47,10 +47,19 @@ def status_of(exc: ZooError) -> int:
 def error_body(exc: ZooError, *, protocol: str) -> dict[str, Any]:
     """The JSON error: the protocol's `{"error": …}` (hint folded in) for /v2, zoo's `{error, hint}` for /v1."""
     body: dict[str, Any]
+    hint = _hint_of(exc)
     if protocol == "v2":
-        body = {"error": exc.what if not exc.hint else f"{exc.what} ({exc.hint})"}
+        body = {"error": exc.what if not hint else f"{exc.what} ({hint})"}
     else:
-        body = {"error": exc.what, "hint": exc.hint}
+        body = {"error": exc.what, "hint": hint}
     if isinstance(exc, UnknownModelError):
         body["suggestions"] = list(exc.suggestions)
     return body
+
+
+def _hint_of(exc: ZooError) -> str | None:
+    """The error's hint for an HTTP client: an unknown model's own names the CLI's `zoo search`."""
+    if not isinstance(exc, UnknownModelError):
+        return exc.hint
+    listing = "GET /v1/models lists the catalogue"
+    return f"did you mean: {', '.join(exc.suggestions)}? ({listing})" if exc.suggestions else listing

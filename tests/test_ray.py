@@ -301,9 +301,10 @@ def test_a_listener_that_is_not_ray_client_fails_fast_and_is_not_told_to_start_o
     assert "start one" not in failed["hint"] and "10001" in failed["hint"]
 
 
-def test_bad_ray_addresses_are_usage_errors() -> None:
-    failed = _connect_in_a_subprocess("ray://127.0.0.1:port")
-    assert failed["what"].startswith("bad Ray address 'ray://127.0.0.1:port'") and failed["code"] == 2
+@pytest.mark.parametrize("address", ["ray://127.0.0.1:port", "ray://[::1", "ray://[zz::1]:10001"])
+def test_bad_ray_addresses_are_usage_errors(address: str) -> None:
+    failed = _connect_in_a_subprocess(address)  # urllib's ValueError for the last two was a crash before
+    assert failed["what"].startswith(f"bad Ray address {address!r}") and failed["code"] == 2
 
 
 def test_a_successful_cli_run_prints_no_ray_noise(seeded: None, images: list[str], tmp_path: Path,

@@ -209,10 +209,10 @@ def check_client_server(address: str) -> None:
     Ray Client retries for about 30 s (5 + 10 + 15) before saying only "connection
     timeout", whether nothing listens or something that is not Ray Client does.
     """
-    parts = urlsplit(address)
     try:
+        parts = urlsplit(address)
         host, port = parts.hostname, parts.port or CLIENT_PORT
-    except ValueError as exc:  # a port that is not a number
+    except ValueError as exc:  # a port that is not a number, a bracketed host that is no IPv6 address
         raise ZooError(f"bad Ray address {address!r}: {exc}", hint="use ray://HOST:10001") from None
     if not host:
         raise ZooError(f"bad Ray address {address!r}: no host", hint="use ray://HOST:10001")

@@ -79,7 +79,11 @@ def test_the_unbroken_entry_is_accepted(tmp_path: Path, monkeypatch: pytest.Monk
 
 # -- mirror URLs that are not http(s) ------------------------------------------------------------
 
-SCHEMES = [pytest.param("file:///tmp/zoo-mirror", id="file"), pytest.param("ftp://127.0.0.1/zoo", id="ftp")]
+SCHEMES = [pytest.param("file:///tmp/zoo-mirror", id="file"), pytest.param("ftp://127.0.0.1/zoo", id="ftp"),
+           # Malformed ones, which urllib refuses with ValueError (a crash, exit 1, before):
+           pytest.param("http://[::1", id="unclosed-bracket"), pytest.param("http://[zz::1]/zoo", id="bad-ipv6"),
+           pytest.param("http://127.0.0.1:99999/zoo", id="port-out-of-range"),
+           pytest.param("http://127.0.0.1:0/zoo", id="port-0")]
 
 
 @pytest.mark.parametrize("where", ["--mirror", "ZOO_MIRROR"])

@@ -27,6 +27,7 @@ from servers import Fault
 
 from zoo.errors import ZooError
 from zoo.store.netpolicy import MAX_WAIT, Settings, address_kind, redirect_refusal, retry_after, source_kinds
+from zoo.store.sources import hf_endpoint
 
 MODEL = synthetic("rel-net-1", MIB + 777, seed=12)
 SECRET = "s3cr3t-pa55"
@@ -152,6 +153,23 @@ def test_bad_network_setting_exits_2_naming_it(
         Settings.from_env()
 
 
+@pytest.mark.parametrize("value", ["http://[::1", "http://[zz::1]", "http://127.0.0.1:99999", "ftp://hub.local"])
+def test_malformed_hf_endpoint_exits_2_naming_it(
+    mirrors: tuple[Mirror, Mirror], isolated_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """huggingface_hub fails to import with a ValueError on the first three: it was zoo's exit 1."""
+    monkeypatch.setenv("HF_ENDPOINT", value)
+    result = zoo("pull", "--quiet", MODEL.model_id)
+    assert_clear_error(result, 2, f"HF_ENDPOINT {value!r} is not an http:// or https:// URL", "hint: unset it")
+    assert [len(m.gets()) for m in mirrors] == [0, 0]  # refused while planning, before any request
+
+
+def test_empty_hf_endpoint_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("", " ", "https://hub.example.com/"):
+        monkeypatch.setenv("HF_ENDPOINT", value)
+        assert hf_endpoint() == (value.strip().rstrip("/") or "https://huggingface.co")  # as huggingface_hub reads it
+
+
 def test_good_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {"ZOO_TIMEOUT": "7", "ZOO_RETRIES": "3", "ZOO_RETRY_BACKOFF": "0.2",
                         "ZOO_LOW_SPEED_LIMIT": "0", "ZOO_LOW_SPEED_TIME": "5"}.items():
@@ -198,6 +216,8 @@ def test_address_kinds(address: str, kind: str | None) -> None:
     ("http://127.0.0.1:8000/m", "file:///etc/passwd", "only http"),
     ("https://mirror.example.com/m", "ftp://mirror.example.com/x", "only http"),
     ("https://mirror.example.com/m", "gopher://mirror.example.com/x", "only http"),
+    ("http://127.0.0.1:8000/m", "http://[::1/x", "not a valid URL"),  # urllib's ValueError: refused, not a crash
+    ("http://127.0.0.1:8000/m", "http://[zz::1]/x", "not a valid URL"),
 ])
 def test_redirect_rule(source: str, target: str, refused: str | None) -> None:
     why = redirect_refusal(target, source=source_kinds(source, fake_resolve), resolve=fake_resolve)
@@ -208,7 +228,8 @@ def test_redirect_rule(source: str, target: str, refused: str | None) -> None:
 
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/model.onnx",
-                                    "http://169.254.169.254/latest/meta-data/"])
+                                    "http://169.254.169.254/latest/meta-data/",
+                                    "http://[::1/model.onnx", "http://[zz::1]/model.onnx"])  # malformed
 def test_mirror_redirect_out_of_bounds_is_refused(
     mirrors: tuple[Mirror, Mirror], isolated_env: Path, target: str
 ) -> None:

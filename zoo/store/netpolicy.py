@@ -168,10 +168,13 @@ def redirect_refusal(target: str, *, source: frozenset[str], resolve: Resolver =
     http(s) on the public internet; into a loopback, link-local or private network
     only a source that is itself in that kind of network.
     """
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+        host = parts.hostname or ""
+    except ValueError as exc:  # a bracketed host that is no IPv6 address, an unclosed bracket
+        return f"refused a redirect to {shown(target)}: not a valid URL ({exc})"
     if parts.scheme.lower() not in WEB_SCHEMES:
         return f"refused a redirect to {shown(target)}: only http:// and https:// redirects are followed"
-    host = parts.hostname or ""
     foreign = sorted(host_kinds(host, resolve) - source)
     if foreign:
         where = "a public source" if not source else f"a {'/'.join(sorted(source))} source"

@@ -49,18 +49,35 @@ def mirrors(extra: Sequence[str] = ()) -> list[str]:
 
 
 def _check_mirror(url: str, where: str) -> None:
-    from urllib.parse import urlsplit
-
     from zoo.errors import ZooError
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _web_url(url):
         raise ZooError(f"mirror {shown(url)!r} (from {where}) is not an http:// or https:// URL with a host",
                        hint="use e.g. http://mirror.local:8000; serve a folder with `python -m http.server`")
 
 
+def _web_url(url: str) -> bool:
+    """Whether `url` is http(s)://HOST[:PORT]... that urllib, requests and huggingface_hub can all parse."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # an unclosed bracket, a bracketed host that is no IPv6 address, a port out of range
+        return False
+
+
 def hf_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
+    """The Hugging Face endpoint: HF_ENDPOINT (as huggingface_hub reads it: empty means the default), checked."""
+    from zoo.errors import ZooError
+
+    value = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    if not value:
+        return DEFAULT_HF_ENDPOINT
+    if not _web_url(value):  # huggingface_hub would fail to import, with a ValueError
+        raise ZooError(f"HF_ENDPOINT {shown(value)!r} is not an http:// or https:// URL with a host",
+                       hint=f"unset it to use {DEFAULT_HF_ENDPOINT}, or set it to your Hub mirror's URL")
+    return value
 
 
 def plan(entry: ModelEntry, file: FileEntry | None = None, *, extra_mirrors: Sequence[str] = ()) -> list[Source]:

@@ -248,8 +248,11 @@ def _check_redirect(session: requests.Session, kinds: frozenset[str], resp: requ
     """A response hook: runs on every hop, before requests follows the redirect."""
     if not resp.is_redirect:
         return resp
-    target = urljoin(resp.url, session.get_redirect_target(resp) or "")
-    why = redirect_refusal(target, source=kinds)
+    location = session.get_redirect_target(resp) or ""
+    try:
+        why = redirect_refusal(urljoin(resp.url, location), source=kinds)
+    except ValueError as exc:  # a Location such as http://[::1 (unclosed) or http://[zz::1]
+        why = f"refused a redirect to {shown(location)}: not a valid URL ({exc})"
     if why is not None:
         resp.close()
         raise RedirectRefusedError(why)

@@ -107,6 +107,7 @@ def test_debug_is_accepted_after_the_subcommand(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "zoo", "info", "no-such-model-x", "--debug"], capture_output=True,
                           text=True, timeout=60)
     assert "Traceback" in proc.stderr and "UnknownModelError" in proc.stderr  # --debug took effect
+    assert proc.returncode == 2 and "error: unknown model 'no-such-model-x'" in proc.stderr  # as without it
     plain = subprocess.run([sys.executable, "-m", "zoo", "info", "no-such-model-x"], capture_output=True, text=True,
                            timeout=60)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr

@@ -97,3 +97,13 @@ def test_zoo_home_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
         result = zoo(*args, env={"ZOO_HOME": str(file)})
         assert_clear_error(result, 2, "is a file, not a folder", str(file))
     assert file.read_text() == "not a folder"
+
+
+def test_zoo_home_with_a_name_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    """A path component over the file system's 255 bytes: ENAMETOOLONG was an exit 1, echoing the whole name."""
+    home = tmp_path / ("h" * 300)
+    for args in (["cache", "ls"], ["pull", "mnist-8"], ["list"]):
+        result = zoo(*args, env={"ZOO_HOME": str(home)})
+        assert_clear_error(result, 2, "ZOO_HOME", "cannot be used: File name too long",
+                           f"({len(str(home))} characters)")
+        assert "h" * 200 not in result.stderr  # clipped

@@ -79,8 +79,8 @@ def handle_errors(func: _F) -> _F:
             with _stop_downloads_on_sigint():
                 return func(*args, **kwargs)
         except ZooError as exc:
-            if debug_enabled():
-                raise
+            if debug_enabled():  # the traceback, and then the same message and exit code as without --debug
+                _print_traceback()
             click.secho(f"error: {printable(exc.what)}", fg="red", err=True)
             if exc.hint:
                 click.echo(f"hint: {printable(exc.hint)}", err=True)
@@ -96,12 +96,18 @@ def handle_errors(func: _F) -> _F:
             sys.exit(141)
         except Exception as exc:  # an unexpected failure is a bug: say so briefly
             if debug_enabled():
-                raise
+                _print_traceback()
             click.echo(f"unexpected error: {type(exc).__name__}: {printable(str(exc))}", err=True)
             click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
             sys.exit(EXIT_UNEXPECTED)
 
     return cast(_F, wrapper)
+
+
+def _print_traceback() -> None:
+    import traceback  # only for --debug
+
+    traceback.print_exc()
 
 
 @contextmanager

@@ -56,10 +56,16 @@ def home() -> Path:
         import platformdirs  # small, but only needed when ZOO_HOME is unset
 
         root = Path(platformdirs.user_cache_dir("zoo", appauthor=False))
-    if root.exists() and not root.is_dir():
-        name = "ZOO_HOME" if env else "the cache folder"
-        raise CacheError(f"{name} {root} is a file, not a folder",
-                         hint="point ZOO_HOME at a folder (zoo creates it when missing), or unset it for the default")
+    name = "ZOO_HOME" if env else "the cache folder"
+    hint = "point ZOO_HOME at a folder (zoo creates it when missing), or unset it for the default"
+    try:
+        is_file = root.exists() and not root.is_dir()
+    except OSError as exc:  # a name over the file system's limit (ENAMETOOLONG), a folder zoo may not search
+        from zoo.printable import clipped
+
+        raise CacheError(f"{name} {clipped(str(root))} cannot be used: {exc.strerror or exc}", hint=hint) from None
+    if is_file:
+        raise CacheError(f"{name} {root} is a file, not a folder", hint=hint)
     return root
 
 

@@ -117,6 +117,19 @@ def test_bad_start_up_exits_2(args: list[str], message: str) -> None:
     assert message in result.stderr and "hint:" in result.stderr
 
 
+def test_a_start_up_model_that_fails_to_load_stops_the_server_exit_2(tmp_path: Path) -> None:
+    """It stayed up before, never ready: a supervisor saw a live process, a script a hang."""
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    server = start(tmp_path / "home", tmp_path / "serve.log", str(bad), ready=False)
+    assert server.proc.wait(30) == 2, server.stderr()
+    last = server.stderr().strip().splitlines()[-2:]
+    assert last[0].startswith("error: model model.onnx failed to load: onnxruntime cannot load"), last
+    assert last[1].startswith("hint: check the file is an ONNX model"), last
+    with pytest.raises(requests.ConnectionError):  # the port is closed with it
+        requests.get(f"{server.url}/v2/health/live", timeout=5)
+
+
 def test_serve_help_stays_light() -> None:
     code = ("import sys; from zoo.cli import cli\ntry: cli(['serve', '--help'])\nexcept SystemExit: pass\n"
             "print([m for m in ('numpy', 'onnxruntime', 'starlette', 'uvicorn', 'prometheus_client') "

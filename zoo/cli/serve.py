@@ -38,8 +38,9 @@ def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_del
           max_body: str, body_timeout: str, concurrency: int) -> None:
     """Serve zoo models over HTTP: the Open Inference Protocol (KServe v2, Triton clients) and an image endpoint.
 
-    MODELs named here are pulled and loaded before the server reports ready; any other
-    zoo model loads on its first request. GET /docs lists the routes.
+    MODELs named here are pulled and loaded before the server reports ready (one that
+    fails to load stops it, exit 2); any other zoo model loads on its first request.
+    GET /docs lists the routes.
 
     \b
     Examples:

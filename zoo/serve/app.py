@@ -19,7 +19,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from zoo.errors import ZooError
 from zoo.serve import openapi, v1, v2
@@ -31,7 +30,7 @@ from zoo.serve.state import ServeConfig, ServerState, state_of, tag
 log = logging.getLogger("zoo.serve")
 
 
-def build_app(config: ServeConfig) -> ASGIApp:
+def build_app(config: ServeConfig) -> Front:
     """The server for `config`: the front door (infer), then Starlette, whose lifespan loads the start-up models."""
     state = ServerState(config)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import socket
@@ -89,7 +90,12 @@ def url_of(sock: socket.socket) -> str:
 
 
 def run(config: ServeConfig, sock: socket.socket) -> None:
-    """Serve until SIGTERM or Ctrl-C, then let requests in flight finish (up to DRAIN_SECONDS) and return."""
+    """Serve until SIGTERM or Ctrl-C, then let requests in flight finish (up to DRAIN_SECONDS) and return.
+
+    A start-up model that fails to load stops the server the same way, and raises its error
+    (as Triton's --exit-on-error does by default): a server that can never be ready is no use
+    kept running, and its exit status tells a supervisor or a script at once.
+    """
     import uvicorn
 
     from zoo.serve.app import build_app
@@ -99,8 +105,14 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
     uv = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, log_level="warning",
                         timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False)
     server = uvicorn.Server(uv)
+    app.state.on_startup_failure = functools.partial(setattr, server, "should_exit", True)
     with _signals_stop(server):
         server.run(sockets=[sock])
+    failure = app.state.startup_failure
+    if failure is not None:
+        if isinstance(failure, ZooError):
+            raise failure
+        raise ZooError(f"start-up models did not load: {failure}", hint="the log above has the traceback")
 
 
 def _log_to_stderr() -> None:

@@ -48,6 +48,8 @@ class ServerState:
                               files=dict(config.files))
         self.ready = not config.startup
         self.startup_error: str | None = None
+        self.startup_failure: Exception | None = None  # what the start-up models' load raised
+        self.on_startup_failure: Callable[[], None] | None = None  # zoo serve: stop the server, exit non-zero
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -57,9 +59,12 @@ class ServerState:
     async def _load_startup(self) -> None:
         try:
             await asyncio.gather(*(self.pool.get(key, pin=True) for key in self.config.startup))
-        except Exception as exc:  # reported by /v2/health/ready and the log
-            self.startup_error = str(getattr(exc, "what", exc))
-            log.error("start-up models did not load: %s", self.startup_error)
+        except Exception as exc:  # reported by /v2/health/ready and the log, then (zoo serve) the exit
+            self.startup_error, self.startup_failure = str(getattr(exc, "what", exc)), exc
+            if self.on_startup_failure is not None:
+                self.on_startup_failure()  # zoo serve says why as it exits
+            else:
+                log.error("start-up models did not load: %s", self.startup_error)
             return
         self.ready = True
         log.info("ready: %s", ", ".join(s.model.name for s in self.pool.served) or "no models loaded yet")

@@ -3,6 +3,10 @@
 A FIFO or a device such as /dev/zero must never be opened where a file is expected (it
 blocks, or never ends), and a user told "no such file" about a folder or a symlink loop
 is sent looking for the wrong problem.
+
+Paths that users type are tested with os.path's functions, not pathlib's: in Python 3.11
+Path.exists() and is_file() raise for a name over the file system's limit (ENAMETOOLONG),
+where os.path answers False and not_a_file() then says why.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ import os
 
 def not_a_file(path: str | os.PathLike[str]) -> str:
     """Why a path that is not a regular file cannot be read as one, in a few words for a message."""
-    if not os.path.lexists(path):
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
         return "no such file"
+    except OSError as exc:  # a name over the file system's limit, a folder on the way zoo may not search
+        return str(exc.strerror or exc).lower()
+    except ValueError:  # a NUL byte in the name
+        return "a name with a NUL byte, which no file has"
     if not os.path.exists(path):
         return "a broken symbolic link, or one in a loop"
     if os.path.isdir(path):

@@ -67,19 +67,19 @@ def locate(name_or_path: str | Path, opset: int | None = None) -> Located:
     try:
         resolution = index_cache.resolve(text, opset)
     except UnknownModelError:
-        if Path(text).is_file():  # not a zoo name, but a file here: run the file, and say so
+        if os.path.isfile(text):  # not a zoo name, but a file here: run the file, and say so
             found = _locate_file(Path(text))
             return Located(found.entry, found.path, found.note or f"{text!r} is no zoo model name: running ./{text}")
         raise
     note = resolution.note
-    if Path(text).is_file():
+    if os.path.isfile(text):
         shadow = f"{text!r} is a zoo model name; the file ./{text} here was not used (pass ./{text} to run it)"
         note = f"{note}; {shadow}" if note else shadow
     return Located(resolution.entry, None, note)
 
 
 def _locate_file(path: Path) -> Located:
-    if not path.is_file():
+    if not os.path.isfile(path):  # not Path.is_file(): it raises for a name too long
         reason = not_a_file(path)
         raise InputError(f"no such model file: {path}" if reason == "no such file" else
                          f"cannot use model file {path}: {reason}",

@@ -6,6 +6,7 @@ Results go to stdout, notes and the serving hint to stderr. The export is planne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,7 @@ def export(dest_text: str, names: tuple[str, ...], with_test_data: bool, dry_run
     if not dest_text:
         raise InputError("DIR is an empty string", expected=["the folder to write the mirror into"])
     dest = Path(dest_text).expanduser()
-    if dest.exists() and not dest.is_dir():
+    if os.path.exists(dest) and not os.path.isdir(dest):
         raise InputError(f"{dest} is a file", expected=["a folder (created when missing)"])
     from zoo.store import mirror as mirror_mod
 

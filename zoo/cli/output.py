@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -10,11 +11,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
-from zoo.errors import EXIT_UNEXPECTED, ZooError
+from zoo.errors import EXIT_UNEXPECTED, EXIT_USAGE, ZooError
 from zoo.printable import printable, redact
 from zoo.store import interrupt
 
@@ -94,14 +95,28 @@ def handle_errors(func: _F) -> _F:
             # stdout closed early (`zoo list | head`): stop quietly, as Unix tools do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                _unexpected(exc)
+            # A path the user gave is longer than the file system allows: the user's to fix, wherever zoo met it.
+            from zoo.printable import clipped
+
+            name = clipped(os.fsdecode(exc.filename)) if exc.filename is not None else "a path"
+            click.secho(f"error: {exc.strerror}: {printable(name)}", fg="red", err=True)
+            click.echo("hint: each name in a path may be at most 255 bytes; use a shorter one", err=True)
+            sys.exit(EXIT_USAGE)
         except Exception as exc:  # an unexpected failure is a bug: say so briefly
-            if debug_enabled():
-                _print_traceback()
-            click.echo(f"unexpected error: {type(exc).__name__}: {printable(str(exc))}", err=True)
-            click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
-            sys.exit(EXIT_UNEXPECTED)
+            _unexpected(exc)
 
     return cast(_F, wrapper)
+
+
+def _unexpected(exc: BaseException) -> NoReturn:
+    if debug_enabled():
+        _print_traceback()
+    click.echo(f"unexpected error: {type(exc).__name__}: {printable(str(exc))}", err=True)
+    click.echo("hint: rerun with --debug (or ZOO_DEBUG=1) and report the traceback", err=True)
+    sys.exit(EXIT_UNEXPECTED)
 
 
 def _print_traceback() -> None:

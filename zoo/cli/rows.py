@@ -12,6 +12,7 @@ share a line with a result.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,8 +48,13 @@ def check_inputs(inputs: Sequence[str]) -> None:
     for value in inputs:
         if not value:
             raise InputError("an input path is an empty string", expected=["an image, a folder or a .csv/.npy file"])
-        if not Path(value).exists():
-            raise InputError(f"no such input: {value}", expected=["an existing image, folder or .csv/.npy file"])
+        if not os.path.exists(value):  # not Path.exists(): it raises for a name too long (see zoo.filecheck)
+            from zoo.filecheck import not_a_file
+
+            reason = not_a_file(value)
+            raise InputError(f"no such input: {value}" if reason == "no such file" else
+                             f"cannot use input {value}: {reason}",
+                             expected=["an existing image, folder or .csv/.npy file"])
 
 
 def check_save_target(save: Path, *, many: bool) -> None:

@@ -9,6 +9,7 @@ with the cache and the file left as they were.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ def import_local(path: Path, index_entries: Sequence[ModelEntry], *, entry: Mode
     )
 
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):  # os.path: Path.is_file() raises for a name too long
         raise CacheError(f"cannot import {path}: {not_a_file(path)}", hint="pass the path of a downloaded model file")
     sha256, size = sha256_file(path)
     found = matches(sha256, size, [entry] if entry is not None else index_entries)

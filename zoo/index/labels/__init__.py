@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -32,12 +33,12 @@ def parse(text: str) -> tuple[str, ...]:
 def load(name_or_path: str) -> tuple[str, ...]:
     """Labels of a built-in set (e.g. "imagenet1k"), of a text file path, or inline ("cat,dog": `zoo add --labels`)."""
     path = _DIR / f"{name_or_path}.txt"
-    if not path.is_file():
+    if not os.path.isfile(path):  # os.path, not pathlib: a name too long is no file, not an OSError
         path = Path(name_or_path)
-    if "," in name_or_path and not path.is_file():  # a manifest written by `zoo add` carries its labels inline
+    if "," in name_or_path and not os.path.isfile(path):  # a manifest written by `zoo add` carries its labels inline
         return tuple(s.strip() for s in name_or_path.split(","))
     hint = f"use one of {', '.join(names())} or a text file with one label per line"
-    if path.exists() and not path.is_file():  # a FIFO or /dev/zero would block or never end
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or /dev/zero would block or never end
         raise ZooError(f"cannot read label file {name_or_path!r}: {not_a_file(path)}", hint=hint)
     try:
         with open(path, "rb") as handle:

@@ -14,6 +14,7 @@ regressor's single [N] / [N, k] output as `value`.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,11 @@ def _number(cell: str) -> bool:
 
 def read_table(path: str | Path, columns: Sequence[Column]) -> dict[str, np.ndarray]:
     """Feeds {input name: array} from a .npy or .csv file (InputError on missing, extra or bad columns)."""
-    import numpy as np
-
     p = Path(path)
-    if not p.is_file():
+    if not os.path.isfile(p):  # os.path: Path.is_file() raises for a name too long
         raise InputError(f"cannot read {p}: no such file", expected=["a .npy or .csv file"])
     if p.suffix.lower() == ".npy":
-        try:
-            return table_feeds(np.load(p, allow_pickle=False), columns, str(p))
-        except ValueError as exc:
-            raise InputError(f"cannot read {p} as an array: {exc}", expected=["a .npy file of numbers"]) from None
+        return table_feeds(_read_npy(p), columns, str(p))
     header, cells = read_cells(p)
     if not cells:
         raise InputError(f"{p} has no rows", expected=["one row per sample"])
@@ -100,6 +96,38 @@ def read_table(path: str | Path, columns: Sequence[Column]) -> dict[str, np.ndar
     if len(columns) == 1:
         return {columns[0].name: _single(cells, header, columns[0], str(p))}
     return _by_name(cells, header, columns, str(p))
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A .npy file's array, read only once the file is seen to hold all the bytes its header declares.
+
+    np.load allocates what the header says before it reads: a 144-byte file that claimed
+    4 x 10^11 values was a MemoryError.
+    """
+    import math
+
+    import numpy as np
+
+    expected = ["a .npy file of numbers (np.save of a numeric array)"]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            declared, held = math.prod(shape) * dtype.itemsize, size - handle.tell()
+    except (ValueError, OSError, EOFError) as exc:  # not .npy at all, or a newer format version
+        raise InputError(f"cannot read {path} as an array: {getattr(exc, 'strerror', None) or exc}",
+                         expected=expected) from None
+    if size > MAX_CSV_SIZE:
+        raise InputError(f"{path} is larger than {MAX_CSV_SIZE} bytes", expected=["a smaller table"])
+    if not dtype.hasobject and declared > held:
+        raise InputError(f"{path} holds {held} bytes of data, but its header declares {list(shape)} {dtype} "
+                         f"values ({declared} bytes)", expected=expected)
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (ValueError, OSError, EOFError) as exc:  # an object dtype (a pickle) is refused here
+        raise InputError(f"cannot read {path} as an array: {exc}", expected=expected) from None
 
 
 def _single(cells: list[list[str]], header: tuple[str, ...] | None, col: Column, source: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Tables crafted to exhaust or to run code: a .npy header that claims more than the file holds, a pickle."""
+"""Tables crafted to exhaust, confuse or run code: a .npy header claiming more than the file holds, a pickle,
+CSV cells over the csv module's limit."""
 
 from __future__ import annotations
 
@@ -73,3 +74,14 @@ def test_a_good_npy_still_predicts(tabular: Path, isolated_env: Path, tmp_path: 
     result = zoo("predict", "forest", str(tmp_path / "t.npy"), "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["predictions"][0]["label"] for r in rows] == [0, 2]  # setosa, virginica (class indices)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("1" * 200_000 + ",1,1,1\n", "field larger than field limit", id="cell-over-128-KiB"),  # exit 1 before
+    pytest.param("1,2,3,4\n1,2\n", "rows have [2, 4] cells", id="ragged"),
+    pytest.param("a,b,c,d\n", "has no rows", id="header-only"),
+])
+def test_crafted_csv_is_refused(tabular: Path, isolated_env: Path, tmp_path: Path, text: str, message: str) -> None:
+    zoo_cli("add", str(tabular), "--id", "forest", "--task", "tabular-classification")
+    (tmp_path / "t.csv").write_text(text)
+    assert_clear_error(zoo("predict", "forest", str(tmp_path / "t.csv")), 2, "t.csv", message)

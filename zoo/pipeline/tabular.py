@@ -65,7 +65,11 @@ def read_cells(path: str | Path) -> tuple[tuple[str, ...] | None, list[list[str]
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {p} as a table: {getattr(exc, 'strerror', None) or exc}",
                          expected=["a UTF-8 .csv file, one row per sample"]) from None
-    rows = [[c.strip() for c in row] for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    try:
+        rows = [[c.strip() for c in row] for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    except csv.Error as exc:  # a cell over the csv module's 128 KiB field limit
+        raise InputError(f"cannot read {p} as a table: {exc}", expected=["a .csv file of numbers, one row per sample"]
+                         ) from None
     if rows and not all(_number(c) for c in rows[0]):
         return tuple(rows[0]), rows[1:]
     return None, rows

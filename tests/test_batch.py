@@ -138,6 +138,21 @@ def test_list_inputs(tmp_path: Path) -> None:
     assert batch.list_inputs([tmp_path / "a"], pattern="*.txt") == [str(tmp_path / "a/notes.txt")]
 
 
+def test_resume_reads_csv_rows_over_the_csv_modules_field_limit(tmp_path: Path) -> None:
+    """A detector's row holds every box: its predictions cell can pass csv's 128 KiB limit (csv.Error, exit 1)."""
+    out = tmp_path / "out.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, batch.ResultWriter.CSV_FIELDS)
+        writer.writeheader()
+        boxes = [{"box": [1.5, 2.5, 30.5, 40.5], "label": "person", "score": 0.5}] * 3000
+        writer.writerow({"input": "crowd.jpg", "predictions": json.dumps(boxes), "top_label": "person"})
+        writer.writerow({"input": "empty.jpg", "predictions": "[]"})
+    assert out.stat().st_size > 200_000
+    limit = csv.field_size_limit()
+    assert batch.done_inputs(out) == {"crowd.jpg", "empty.jpg"}
+    assert csv.field_size_limit() == limit  # the process's limit is put back
+
+
 def test_resume_needs_output(seeded: None, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["predict", MODEL, str(tmp_path), "--resume"])
     assert result.exit_code == 2 and "--resume needs --output" in result.output

@@ -12,7 +12,9 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,9 @@ def done_inputs(path: Path) -> set[str]:
         if path.suffix == ".csv":
             text = handle.read()
             complete = text[:_last_record_end(text)]
-            return {row["input"] for row in csv.DictReader(io.StringIO(complete, newline="")) if row.get("input")}
+            # Our own rows' predictions (every box of a detector) may be over the csv module's 128 KiB field limit.
+            with _field_limit(len(complete) + 1):
+                return {row["input"] for row in csv.DictReader(io.StringIO(complete, newline="")) if row.get("input")}
         done = set()
         for line in handle:
             try:
@@ -122,6 +126,17 @@ def done_inputs(path: Path) -> set[str]:
             except (ValueError, KeyError, TypeError):
                 continue
         return done
+
+
+@contextmanager
+def _field_limit(limit: int) -> Iterator[None]:
+    """csv's field size limit raised to `limit` for the block (it is the process's: put back after)."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, min(limit, sys.maxsize)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _last_record_end(text: str) -> int:

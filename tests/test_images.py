@@ -111,6 +111,30 @@ def test_arrays_and_pil_images() -> None:
         open_image(np.zeros((2, 3, 5)))
 
 
+def test_integer_arrays_are_read_as_integer_image_files_are() -> None:
+    """16-bit values are scaled to 8 bits, as a 16-bit PNG's are (they were clipped: a white picture)."""
+    assert open_image(np.full((2, 2, 3), 32768, np.uint16)).getpixel((0, 0)) == (128, 128, 128)
+    assert open_image(np.full((2, 2, 3), 65535, np.uint16)).getpixel((0, 0)) == (255, 255, 255)
+    assert open_image(np.full((2, 2, 3), 200, np.int64)).getpixel((0, 0)) == (200, 200, 200)  # 8-bit values
+    assert open_image(np.full((2, 2), 70000, np.int32)).getpixel((0, 0)) == 255  # as Image.fromarray(int32) is
+    assert open_image(np.ones((2, 2), bool)).getpixel((0, 0)) == 255
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    pytest.param(np.linspace(-2.1, 2.6, 48).reshape(4, 4, 3), "looks normalized already", id="mean-std-applied"),
+    pytest.param(np.full((4, 4, 3), 1e6), "which are no 8-bit pixels", id="far-over-255"),
+    pytest.param(np.full((4, 4, 3), -300.0), "which are no 8-bit pixels", id="far-under-0"),
+])
+def test_float_arrays_that_are_no_pixels_are_refused(array: np.ndarray, message: str) -> None:
+    with pytest.raises(ImageError, match=message):  # they gave a confident answer about a black or white picture
+        open_image(array)
+
+
+def test_float_arrays_keep_a_resize_overshoot() -> None:
+    assert open_image(np.linspace(-0.05, 1.02, 48).reshape(4, 4, 3)).getpixel((3, 3))[2] == 255  # 0..1 scale
+    assert open_image(np.linspace(-3, 260, 48).reshape(4, 4, 3)).getpixel((0, 0))[0] == 0  # 0..255 scale, clipped
+
+
 def test_only_the_first_frame_of_an_animation_is_decoded(tmp_path: Path) -> None:
     frames = [Image.new("L", (8, 8), v) for v in (200, 10, 90)]
     path = tmp_path / "anim.gif"

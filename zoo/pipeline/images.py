@@ -144,7 +144,7 @@ def _is_array(source: Any) -> bool:
 
 
 def _from_array(arr: Any) -> Image.Image:
-    """An HWC (or HW) array: uint8 0..255, or float in 0..1 / 0..255."""
+    """An HWC (or HW) array: uint8 0..255, 16-bit integers (scaled), or float in 0..1 / 0..255."""
     import numpy as np
     from PIL import Image
 
@@ -153,13 +153,33 @@ def _from_array(arr: Any) -> Image.Image:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ImageError("<ndarray>", f"expected an HxW or HxWx3 image array, got shape {a.shape}")
-    if a.dtype != np.uint8:
-        if a.dtype.kind not in "biuf":  # object, string, complex, datetime ...
+    if a.dtype.kind in "iu" and a.dtype != np.uint8:
+        # Integers as integer image files are read (to_standard_mode): 16-bit values scaled to 8 bits.
+        top = 65535 if a.dtype == np.uint16 or (a.size and a.max() > 255) else 255
+        a = np.clip(a.astype(np.int64), 0, top)
+        a = ((a * 255 + top // 2) // top).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        if a.dtype.kind not in "bf":  # object, string, complex, datetime ...
             raise ImageError("<ndarray>", f"expected an array of numbers, got dtype {a.dtype}")
         a = a.astype(np.float64)
         if not np.isfinite(a).all():
             raise ImageError("<ndarray>", "the array holds NaN or infinite values")
-        if a.size and a.max() <= 1.0:
+        _check_pixel_range(a)
+        if a.size and a.max() <= 1.05:  # 0..1, with the overshoot a resize leaves (0..255 that dark is black)
             a = a * 255.0
         a = np.clip(a + 0.5, 0, 255).astype(np.uint8)
     return to_standard_mode(Image.fromarray(a))
+
+
+def _check_pixel_range(a: Any) -> None:
+    """Refuse float arrays that are no pixels: they would give a confident answer about a black or white picture."""
+    if not a.size:
+        return
+    lo, hi = float(a.min()), float(a.max())
+    pixels = "pass pixels: 0..255, or 0..1 as floats"
+    if hi > 1.5 * 255 or lo < -0.5 * 255:  # beyond any resampling overshoot
+        raise ImageError("<ndarray>", f"the values span {lo:.3g}..{hi:.3g}, which are no 8-bit pixels; {pixels} "
+                                      "(a 16-bit image as floats: divide it by 257)")
+    if lo < -0.5 and hi < 16:  # ImageNet's mean/std give about -2.1..2.6
+        raise ImageError("<ndarray>", f"the values span {lo:.3g}..{hi:.3g}: the array looks normalized already "
+                                      f"(mean and std applied); {pixels}. zoo applies the model's own preprocessing")

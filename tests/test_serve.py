@@ -331,7 +331,7 @@ def test_catalogue_docs_and_access_log(server: Server) -> None:
     doc = requests.get(f"{server.url}/openapi.json", timeout=30).json()
     assert {"/v1/models/{name}/predict", "/v2/models/{name}/infer", "/v2/repository/index"} <= set(doc["paths"])
     for route in ("/v1/models/{name}/predict", "/v2/models/{name}/infer"):  # every status the guard can answer
-        assert {"200", "400", "404", "408", "413", "500"} <= set(doc["paths"][route]["post"]["responses"])
+        assert {"200", "400", "404", "408", "413", "431", "500"} <= set(doc["paths"][route]["post"]["responses"])
     assert "/v1/models/{name}/predict" in requests.get(f"{server.url}/docs", timeout=30).text
     lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith('{"ts"')]
     assert any(line["path"] == "/v1/models" and line["status"] == 200 and line["endpoint"] == "list" for line in lines)

@@ -89,3 +89,61 @@ def test_pipelined_smuggled_and_malformed_requests(tmp_path: Path) -> None:
     assert requests.get(f"{server.url}/v2/health/ready", timeout=30).status_code == 200
     server.proc.send_signal(15)
     assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()
+
+
+def test_headers_without_end_are_answered_431_and_slow_or_no_headers_408(tmp_path: Path) -> None:
+    """httptools gathers a header however long it grows and uvicorn times no header: one client grew the server
+    by 200 MB with one header, and one that sent a byte every few seconds, or nothing, held its connection."""
+    from zoo.serve import protocol
+
+    assert protocol.fits()  # this uvicorn's protocol is the one zoo extends (else zoo serve warns and goes without)
+    home = seed_home(tmp_path / "home", BATCHED)
+    server = start(home, tmp_path / "serve.log", "--body-timeout", "1s")
+
+    def rss_mib() -> int:
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) // 1024
+
+    before = rss_mib()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as flood:
+        flood.sendall(b"GET /v2 HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            for _ in range(64):  # 64 MiB of one header's value
+                flood.sendall(b"a" * (1 << 20))
+        except OSError:  # the server closed the connection after answering
+            pass
+        answer = _read_answer(flood)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"connection: close" in answer and b"headers are over 64 KiB" in answer
+    assert rss_mib() < before + 16
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as trickle:
+        started = time.monotonic()
+        trickle.sendall(b"GET /v2 HTTP/1.1\r\n")
+        try:
+            for _ in range(20):
+                trickle.sendall(b"X-Slow: yes\r\n")
+                time.sleep(0.3)
+        except OSError:
+            pass
+        answer = _read_answer(trickle)
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not all arrive within 1 s" in answer, answer[:200]
+    assert time.monotonic() - started < 5
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
+        started = time.monotonic()
+        assert _read_answer(idle) == b""  # closed without an answer: it never began a request
+        assert 0.9 <= time.monotonic() - started < 5
+
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(300))  # 33 KiB of headers: under the limit
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as fine:
+        fine.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + many + b"Connection: close\r\n\r\n")
+        assert _read_answer(fine).startswith(b"HTTP/1.1 200")
+    with requests.Session() as session:  # keep-alive: a connection idle between requests is uvicorn's (5 s)
+        assert session.get(f"{server.url}/v2/health/live", timeout=30).status_code == 200
+        time.sleep(0.5)
+        assert session.get(f"{server.url}/v2/health/live", timeout=30).status_code == 200
+    log = server.stderr()
+    assert '"status":431,"error":"the request\'s headers are over 64 KiB"' in log and '"status":408' in log
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()

@@ -28,7 +28,8 @@ from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
 @click.option("--provider", default=None, help="Execution provider(s), e.g. cuda or openvino,cpu.")
 @click.option("--max-body", default="64MB", show_default=True, help="Largest request body.")
 @click.option("--body-timeout", default="30s", show_default=True,
-              help="Answer 408 when a request's body stops arriving for this long (forever: never).")
+              help="Answer 408 when a request's body stops arriving for this long, or its headers take "
+                   "longer (forever: never).")
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Session runs in flight per model. Several narrow runs give the most requests/s under "
                    "load; one client at a time gets lower latency from --concurrency 1 (all cores per run).")

@@ -103,7 +103,8 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
     _log_to_stderr()
     app = build_app(config)
     uv = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, log_level="warning",
-                        timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False)
+                        timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False,
+                        http=http_protocol(config.body_timeout))
     server = uvicorn.Server(uv)
     app.state.on_startup_failure = functools.partial(setattr, server, "should_exit", True)
     with _signals_stop(server):
@@ -113,6 +114,21 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
         if isinstance(failure, ZooError):
             raise failure
         raise ZooError(f"start-up models did not load: {failure}", hint="the log above has the traceback")
+
+
+def http_protocol(header_timeout: float | None) -> Any:
+    """uvicorn's HTTP protocol for zoo serve: zoo.serve.protocol's (limits on headers), else uvicorn's own pick."""
+    import logging
+
+    try:
+        from zoo.serve import protocol
+    except ImportError:  # no httptools: uvicorn's h11 protocol, which bounds headers itself (16 KiB)
+        return "auto"
+    if protocol.fits():
+        return protocol.protocol_for(header_timeout)
+    logging.getLogger("zoo.serve").warning("zoo serve: this uvicorn's httptools protocol is not the one zoo knows: "
+                                           "request headers are not limited in size or time")
+    return "auto"
 
 
 def _log_to_stderr() -> None:

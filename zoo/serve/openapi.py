@@ -50,12 +50,12 @@ def _paths() -> dict[str, Any]:
                    "onnxruntime_onnx; loads the model", params=model, errors=(404, 500))
     ready = _op("model ready", "200 when loaded, 503 when not (it loads on first use)", params=model, errors=(404, 503))
     infer = _op("infer", "run raw tensors; requests that arrive together share a run on batchable models",
-                params=model, body=_infer_body(), errors=(400, 404, 408, 413, 500))
+                params=model, body=_infer_body(), errors=(400, 404, 408, 413, 431, 500))
     return {
         "/v1/models/{name}/predict": {"post": _op(
             "predict an image", "the same JSON as one line of `zoo predict --json`: labels, scores, boxes in "
             "original pixels; no URLs are fetched", params=[*model, *options], body=image,
-            errors=(400, 404, 408, 413, 500))},
+            errors=(400, 404, 408, 413, 431, 500))},
         "/v1/models": {"get": _op("list models", "the catalogue (cached? loaded?) and the loaded models, like "
                                   "`ollama ps`")},
         "/v2": {"get": _op("server metadata", "name, version, extensions")},

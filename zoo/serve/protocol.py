@@ -1,0 +1,113 @@
+"""uvicorn's httptools protocol with the two limits it lacks on a request's headers: their size and their time.
+
+httptools gathers a header's value however long it grows, and uvicorn sets no timer while
+a request's headers arrive: one client sending a header without end grew the server by
+its size (200 MB in a test), and one sending a byte every few seconds, or nothing at all
+on a fresh connection, held its connection for good. This subclass answers 431 once a
+request's headers pass `max_header_bytes` (64 KiB, where nginx stops at 32 KiB and Node.js
+at 16 KiB) and 408 when they have not all come within `header_timeout` (zoo serve's
+--body-timeout), then closes the connection; a fresh connection that sends nothing in that
+time is closed without an answer. Idle keep-alive connections stay uvicorn's (5 s).
+
+It uses only the httptools callbacks and the transport; `fits()` checks that the installed
+uvicorn still has them, and zoo.serve.main falls back to uvicorn's own protocol (with a
+warning) when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # ImportError without httptools
+
+from zoo.serve.metrics import access_log
+
+MAX_HEADER_BYTES = 64 * 1024
+_HOOKS = ("connection_made", "connection_lost", "data_received", "on_message_begin", "on_headers_complete",
+          "on_response_complete")
+
+
+def fits() -> bool:
+    """Whether the installed uvicorn's httptools protocol has the callbacks this subclass extends."""
+    return all(callable(getattr(HttpToolsProtocol, name, None)) for name in _HOOKS)
+
+
+def protocol_for(header_timeout: float | None) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn.Config(http=...), with this header timeout (None: none)."""
+    return type("ZooHttpProtocol", (HeaderLimits,), {"header_timeout": header_timeout})
+
+
+class HeaderLimits(HttpToolsProtocol):
+    """HttpToolsProtocol that bounds a request's headers in size and in time (see the module docstring)."""
+
+    max_header_bytes = MAX_HEADER_BYTES
+    header_timeout: float | None = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._in_headers, self._header_bytes, self._got_bytes = True, 0, False
+        self._header_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        super().data_received(data)
+        if not self._in_headers or self.transport.is_closing():
+            return
+        self._header_bytes += len(data)  # the whole chunk, when it also ended the last request's body: at most
+        if self._header_bytes > self.max_header_bytes:  # a chunk over the limit
+            self._refuse(431, f"the request's headers are over {self.max_header_bytes // 1024} KiB",
+                         "send fewer or shorter headers")
+
+    def on_message_begin(self) -> None:
+        self._in_headers, self._header_bytes = True, 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers, self._header_bytes = False, 0
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        queued = bool(self.pipeline)  # a request whose headers are in already: it starts now
+        super().on_response_complete()
+        if not queued and not self.transport.is_closing():  # the next request's headers are to come
+            self._got_bytes = self._in_headers and self._header_bytes > 0
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self._stop_header_timer()
+        if self.header_timeout is not None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self._in_headers or self.transport.is_closing():
+            return
+        if not self._got_bytes:  # a connection that never began a request: nobody to answer
+            self.transport.close()
+            return
+        self._refuse(408, f"the request's headers did not all arrive within {self.header_timeout:g} s",
+                     "send the whole request promptly (the server's --body-timeout)")
+
+    def _refuse(self, status: int, what: str, hint: str) -> None:
+        reason = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+        body = json.dumps({"error": what, "hint": hint}).encode()
+        client = self.client[0] if self.client else None  # the access log's line (no path: the headers are not in)
+        access_log.info(json.dumps({"ts": round(time.time(), 3), "client": client, "status": status, "error": what},
+                                   separators=(",", ":")))
+        self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+                             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+        self._stop_header_timer()
+        self.transport.close()

@@ -178,6 +178,8 @@ BAD_TENSORS = [
     ("short body", BATCHED, {"inputs": [_bin()]}, ZEROS.tobytes()[:5000], {}, 400, r"5000 bytes left in the body"),
     ("unclaimed bytes", BATCHED, {"inputs": [_bin()]}, ZEROS.tobytes() + b"xx", {}, 400,
      r"2 bytes of binary data that no input claims"),
+    ("zero rows", BATCHED, {"inputs": [_bin(shape=[0, 3, 224, 224], parameters={"binary_data_size": 0})]}, b"", {},
+     400, r"input 'input' has shape \[0, 3, 224, 224\]: no values to run on"),  # was a 500: ORT's Reshape failed
     ("json count", BATCHED, {"inputs": [{**GOOD_INPUT, "data": [1.0, 2.0, 3.0]}]}, b"", {}, 400,
      r"\"data\" has 3 values, shape \[1, 3, 224, 224\] needs 150528"),
     ("json values", BATCHED, {"inputs": [{**GOOD_INPUT, "shape": [1], "data": ["x"]}]}, b"", {}, 400,

@@ -260,3 +260,57 @@ def test_run_threads_share_the_cores_among_the_slots() -> None:
     assert PoolConfig(slots=2).run_threads == max(1, cpu_cores() // 2)
     assert PoolConfig(slots=64).run_threads == 1
     assert PoolConfig(slots=2, threads=3).run_threads == 3  # --threads is taken as given
+
+
+def _gather_model(path: Path) -> Path:
+    """A graph whose run fails on some values only: Gather from a 10-row table by int64 ids (dynamic batch)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.arange(20, dtype=np.float32).reshape(10, 2), "table")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0)], "gather",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", 1])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["n", 1, 2])], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_request_whose_values_fail_a_shared_run_fails_alone(tmp_path: Path, isolated_env: Path) -> None:
+    """Token ids out of range failed the whole batch: every client in it got the one bad client's 500."""
+    import numpy as np
+
+    import zoo
+    from zoo.serve.errors import RequestError
+    from zoo.serve.metrics import Metrics
+    from zoo.serve.models import PoolConfig, Served
+
+    model = zoo.load(_gather_model(tmp_path / "gather.onnx"), threads=1)
+    served = Served("file:gather", model, config=PoolConfig(max_batch=4), metrics=Metrics(), pinned=False)
+    try:
+        good, bad = {"ids": np.array([[3]], np.int64)}, {"ids": np.array([[99]], np.int64)}
+        results = served._run_tensors([good, bad, good])
+        assert [type(r).__name__ for r in results] == ["dict", "RequestError", "dict"]
+        assert results[0]["rows"].tolist() == [[[6.0, 7.0]]] and results[2]["rows"].tolist() == [[[6.0, 7.0]]]
+        error = results[1]
+        assert isinstance(error, RequestError) and error.status == 400
+        assert error.what == ("onnxruntime cannot run gather.onnx on this input: Gather: indices element out of data "
+                              "bounds, idx=99 must be within the inclusive range [-10,9]")
+        assert served._run_tensors([good, good])[1]["rows"].tolist() == [[[6.0, 7.0]]]  # batched: one run
+    finally:
+        served.lanes.close()
+
+
+def test_an_input_onnxruntime_refuses_is_a_400_over_http(tmp_path: Path) -> None:
+    path = _gather_model(tmp_path / "gather.onnx")
+    server = start(tmp_path / "home", tmp_path / "serve.log", str(path))
+    body = {"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1, 1], "data": [99]}]}
+    r = requests.post(f"{server.url}/v2/models/gather/infer", json=body, timeout=30)
+    assert r.status_code == 400 and "cannot run gather.onnx on this input: Gather: indices" in r.json()["error"], r.text
+    body["inputs"][0]["data"] = [4]
+    r = requests.post(f"{server.url}/v2/models/gather/infer", json=body, timeout=30)
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [8.0, 9.0]
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()

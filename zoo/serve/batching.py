@@ -148,20 +148,22 @@ def _answer(jobs: list[_Job[Any, Any]], results: Sequence[Any] | None, failure: 
     for i, job in enumerate(jobs):
         if job.future.done():  # cancelled meanwhile: its client went away
             continue
-        if failure is not None:
-            job.future.set_exception(failure)
+        result = failure if failure is not None else results[i]  # type: ignore[index]
+        if isinstance(result, BaseException):  # the group's failure, or this item's own (run() may give either)
+            job.future.set_exception(result)
         else:
-            job.future.set_result(results[i])  # type: ignore[index]
+            job.future.set_result(result)
 
 
 class Batcher(Generic[T, R]):
     """Queue items by key; the lanes run groups of up to `max_batch` rows through `run`.
 
-    `run` takes the items of one group and returns one result per item, in order. The
-    batchers of one model share its lanes, so their runs in flight are bounded together.
+    `run` takes the items of one group and returns one result per item, in order; an exception
+    in place of a result fails that item alone, one raised fails the group. The batchers of one
+    model share its lanes, so their runs in flight are bounded together.
     """
 
-    def __init__(self, run: Callable[[list[T]], Sequence[R]], *, max_batch: int, lanes: Lanes,
+    def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int, lanes: Lanes,
                  on_batch: Callable[[int], None] | None = None,
                  on_depth: Callable[[int], None] | None = None) -> None:
         self.run, self.max_batch, self.lanes = run, max(1, max_batch), lanes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Executor
@@ -134,17 +135,46 @@ class Served:
         return self.model.run_prepared([(j.name, j.prepared) for j in jobs], topk=first.topk,
                                        score_threshold=first.score_threshold)
 
-    def _run_tensors(self, group: list[Feeds]) -> list[Feeds]:
+    def _run_tensors(self, group: list[Feeds]) -> list[Feeds | Exception]:
+        """One result per request: its outputs, or (a run that fails on its input) its own error."""
         if len(group) == 1:
-            return [self.model.run(group[0])]
+            return [self._run_alone(group[0])]
         rows = [next(iter(feeds.values())).shape[0] for feeds in group]
         merged = {name: np.concatenate([feeds[name] for feeds in group]) for name in group[0]}
-        outputs = {k: np.asarray(v) for k, v in self.model.run(merged).items()}
+        try:
+            outputs = {k: np.asarray(v) for k, v in self.model.run(merged).items()}
+        except Exception:  # one request's values (token ids out of range ...) fail the shared run: each alone,
+            return [self._outcome(feeds) for feeds in group]  # so that only that request fails
         if any(v.shape[:1] != (sum(rows),) for v in outputs.values()):
-            return [self.model.run(feeds) for feeds in group]  # an output without the batch axis: one by one
+            return [self._outcome(feeds) for feeds in group]  # an output without the batch axis: one by one
         cuts = np.cumsum(rows)[:-1]
         parts = {name: np.split(value, cuts) for name, value in outputs.items()}
         return [{name: split[i] for name, split in parts.items()} for i in range(len(group))]
+
+    def _outcome(self, feeds: Feeds) -> Feeds | Exception:
+        try:
+            return self._run_alone(feeds)
+        except Exception as exc:
+            return exc
+
+    def _run_alone(self, feeds: Feeds) -> Feeds:
+        """Run one request's tensors; onnxruntime refusing them (they passed the graph's declared types and
+        shapes, not its ops: a size its reshapes cannot take, an index out of range) is the client's 400."""
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+        try:
+            return self.model.run(feeds)
+        except (Fail, InvalidArgument) as exc:
+            raise RequestError(f"onnxruntime cannot run {self.model.name} on this input: {_ort_reason(exc)}",
+                               hint=f"check the input against GET /v2/models/{self.model.name}") from None
+
+
+def _ort_reason(exc: Exception) -> str:
+    """onnxruntime's message without its codes: "Gather: indices element out of data bounds, idx=99 ..."."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    node = re.search(r"running (\w+) node", text)
+    message = text.rpartition("Status Message: ")[2]
+    return (f"{node.group(1)}: {message}" if node else message)[:500]
 
 
 def cpu_cores() -> int:

@@ -243,6 +243,9 @@ def feeds_for(request: InferRequest, metas: Sequence[Any], model: str) -> dict[s
         if len(shape) != len(declared) or any(d != -1 and d != s for s, d in zip(shape, declared)):
             raise RequestError(f"input {tensor.name!r} has shape {shape}, model {model} expects {declared} "
                                "(-1: any size)", hint=f"send {tensor.name} as {want} with shape {declared}")
+        if 0 in shape:  # onnxruntime fails on most graphs (a reshape of nothing): say so before it runs
+            raise RequestError(f"input {tensor.name!r} has shape {shape}: no values to run on",
+                               hint=f"send at least one row: {tensor.name} as {want} with shape {declared}")
     return {t.name: t.array for t in request.inputs}
 
 

@@ -12,6 +12,9 @@ where os.path answers False and not_a_file() then says why.
 from __future__ import annotations
 
 import os
+import re
+
+_URL = re.compile(r"(?i)(https?|ftp|s3|gs|hf)://?[^/]")  # a URL given where a file is expected
 
 
 def not_a_file(path: str | os.PathLike[str]) -> str:
@@ -19,6 +22,8 @@ def not_a_file(path: str | os.PathLike[str]) -> str:
     try:
         os.lstat(path)
     except FileNotFoundError:
+        if _URL.match(os.fspath(path)):  # pathlib folds the // of a URL: https:/host/x
+            return "a URL, and zoo reads local files only: download it first (curl -LO URL)"
         return "no such file"
     except OSError as exc:  # a name over the file system's limit, a folder on the way zoo may not search
         return str(exc.strerror or exc).lower()

@@ -54,6 +54,22 @@ def test_cache_import_and_add_refuse_with_the_reason(tmp_path: Path, kind: str, 
     assert_clear_error(_zoo("add", str(path), "--id", "mine-1"), 2, f"cannot add {path}: {reason}")
 
 
+URL_REASON = "a URL, and zoo reads local files only: download it first (curl -LO URL)"
+
+
+@pytest.mark.parametrize("url", ["https://example.com/cat.jpg", "http://host/m.onnx", "HF://org/repo/m.onnx"])
+def test_a_url_given_for_a_file_is_named_as_one(url: str) -> None:
+    """It was "no such file": a user who passed a URL was left to guess that zoo does not fetch it."""
+    assert not_a_file(url) == URL_REASON
+    assert not_a_file(Path(url)) == URL_REASON  # pathlib folds its // into one /
+    assert not_a_file("https.jpg") == "no such file" and not_a_file("c:/x.jpg") == "no such file"
+
+
+def test_predict_on_a_url_says_zoo_reads_local_files() -> None:
+    assert_clear_error(_zoo("predict", "mnist-8", "https://example.com/seven.png"), 2,
+                       f"cannot use input https://example.com/seven.png: {URL_REASON}")
+
+
 @needs_posix
 def test_an_image_that_is_a_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
     from zoo.pipeline.images import open_image

@@ -54,8 +54,12 @@ class ResultWriter:
         fresh = not append or not path.exists() or path.stat().st_size == 0
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes, and read back the same.
         # Kept open for the writer's lifetime (rows are flushed as they come); close() ends it.
-        self.handle = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
-                           errors="surrogateescape", newline="")
+        try:
+            self.handle = open(path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
+                               errors="surrogateescape", newline="")
+        except OSError as exc:  # /proc, a read-only mount: what os.access cannot tell root beforehand
+            raise InputError(f"cannot write the output file {path}: {exc.strerror or exc}",
+                             expected=["a file in a folder you can write to"]) from None
         self.csv: csv.DictWriter[str] | None = None
         if path.suffix == ".csv":
             self.csv = csv.DictWriter(self.handle, self.CSV_FIELDS)

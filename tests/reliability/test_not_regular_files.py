@@ -157,3 +157,45 @@ def test_absurd_thread_counts_are_refused_before_onnxruntime_starts_them(tmp_pat
         zoo.load(str(model), threads=100_000)
     result = _zoo("predict", str(model), str(tmp_path / "x.jpg"), "--threads", "5000")
     assert result.returncode == 2 and "5000 is not in the range 1<=x<=1024" in result.stderr
+
+
+# -- and where a file is written ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def mnist_home(isolated_env: Path) -> Path:
+    from conftest import DATA, need
+
+    from zoo.index.catalog import load_index
+    from zoo.store import download
+
+    entry = load_index().resolve("mnist-8").entry
+    download.import_file(entry, entry.file, need(DATA / "models" / "mnist-8.onnx"))
+    return isolated_env
+
+
+@needs_posix
+def test_export_never_replaces_a_device_or_fifo(mnist_home: Path, tmp_path: Path) -> None:
+    """export publishes with an atomic replace: as root, `zoo export mnist-8 /dev/null` put a file there."""
+    import stat
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fifo = out / "model.onnx"
+    os.mkfifo(fifo)
+    assert_clear_error(_zoo("export", "mnist-8", str(fifo)), 2, f"{fifo} is a device, FIFO or socket")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]  # no temporary file left
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_outputs_where_no_file_can_be_created_are_clear_errors(mnist_home: Path, tmp_path: Path) -> None:
+    """/proc takes no new files, even from root, whom os.access lets through: each was an exit 1."""
+    from conftest import DATA, need
+
+    digit = str(need(DATA / "images" / "digits" / "mnist_7.jpg"))
+    assert_clear_error(_zoo("predict", "mnist-8", digit, "-o", "/proc/zoo-out.jsonl"), 2,
+                       "cannot write the output file /proc/zoo-out.jsonl")
+    assert_clear_error(_zoo("predict", "mnist-8", digit, "--save", "/proc/zoo-out.png"), 2,
+                       "cannot save /proc/zoo-out.png")
+    assert_clear_error(_zoo("export", "mnist-8", "/proc/zoo-out.onnx"), 2, "cannot write /proc/zoo-out.onnx")

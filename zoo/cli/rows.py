@@ -137,5 +137,9 @@ def _echo(bar: object, line: str, *, err: bool = False) -> None:
 
 
 def _save(result: Prediction, target: Path, bar: object) -> None:
-    result.save(target)
+    try:
+        result.save(target)
+    except OSError as exc:  # a folder zoo may not write to, a read-only mount, a full disk
+        raise InputError(f"cannot save {target}: {exc.strerror or exc}",
+                         expected=["--save in a folder you can write to"]) from None
     _echo(bar, f"saved {shown(str(target))}", err=True)

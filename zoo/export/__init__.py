@@ -189,12 +189,22 @@ def export_model(name_or_model: str | Model, out_path: str | os.PathLike[str], *
     target = Path(out_path).expanduser().resolve()
     if target.is_dir():
         raise ZooError(f"{target} is a directory", hint="give a file name such as model.onnx")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if os.path.exists(target) and not os.path.isfile(target):  # as root, the replace below took /dev/null's place
+        raise ZooError(f"{target} is a device, FIFO or socket: export writes a regular file, which would replace it",
+                       hint="give a file name such as model.onnx")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a folder zoo may not write to, a read-only mount
+        raise ZooError(f"cannot write {target}: {exc.strerror or exc}",
+                       hint="give a path in a folder you can write to") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk: nothing is left behind
+        raise ZooError(f"cannot write {target}: {exc.strerror or exc}", hint="free some space, or write elsewhere"
+                       ) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

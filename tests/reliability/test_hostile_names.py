@@ -120,3 +120,12 @@ def test_copy_of_names_is_independent_of_the_fixture(named_folder: Path, tmp_pat
     out = tmp_path / "rows.jsonl"
     zoo_cli("predict", "mnist-8", str(other), "-o", str(out), "--quiet")
     assert len(done_inputs(out)) == len(NAMES)
+
+
+@pytest.mark.parametrize("command", [["info"], ["pull"], ["serve", "--port", "0"]])
+def test_a_model_name_that_is_not_utf8_is_unknown_not_a_crash(command: list[str]) -> None:
+    """sqlite cannot take the surrogates Python decodes such bytes to: the compiled index raised (exit 1)."""
+    args: list[str | bytes] = [sys.executable, "-m", "zoo", command[0], b"caf\xe9", *command[1:]]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, "ZOO_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert "error: unknown model 'caf\\udce9'" in proc.stderr and "Traceback" not in proc.stderr

@@ -129,11 +129,19 @@ def _connect() -> sqlite3.Connection | None:
 def resolve(name: str, opset: int | None = None) -> Resolution:
     """What `load_index().resolve(name, opset)` returns, read from the compiled index when possible."""
     con = _connect()
-    if con is None:
+    if con is None or not _utf8(name):  # a name with undecodable bytes (surrogates) sqlite cannot take: no id has one
         return load_index().resolve(name, opset)
     with contextlib.closing(con):
         found = _fast_resolve(con, name, opset)
     return found if found is not None else load_index().resolve(name, opset)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def by_sha256(sha256: str) -> ModelEntry | None:

@@ -111,6 +111,9 @@ def test_sigterm_drains_a_slow_upload_and_others_are_not_blocked(tmp_path: Path)
     (["--body-timeout", "0"], "--body-timeout must be more than 0"),
     (["--body-timeout", "later"], "--body-timeout 'later' is not a duration"),
     (["no-such-model-at-all"], "unknown model 'no-such-model-at-all'"),
+    # No client sends these as they are in a header: every request was refused, or a 500 (UnicodeEncodeError).
+    (["--host", "0.0.0.0", "--token", "pässwörd"], "the token holds characters other than visible ASCII"),
+    (["--host", "0.0.0.0", "--token", "two words"], "the token holds characters other than visible ASCII"),
 ])
 def test_bad_start_up_exits_2(args: list[str], message: str) -> None:
     result = zoo_cli("serve", *args, "--port", "0", code=2)
@@ -128,6 +131,15 @@ def test_a_start_up_model_that_fails_to_load_stops_the_server_exit_2(tmp_path: P
     assert last[1].startswith("hint: check the file is an ONNX model"), last
     with pytest.raises(requests.ConnectionError):  # the port is closed with it
         requests.get(f"{server.url}/v2/health/live", timeout=5)
+
+
+def test_token_matches_compares_the_header_bytes_as_they_came() -> None:
+    from zoo.serve.auth import token_matches
+
+    assert token_matches("Bearer s3cr3t-Token_~+/=", "s3cr3t-Token_~+/=")
+    assert not token_matches("Bearer s3cr3t", "s3cr3t-longer") and not token_matches("s3cr3t", "s3cr3t")
+    assert not token_matches("Bearer p\xc3\xa4ss", "pass")  # UTF-8 bytes, decoded as latin-1: refused, no error
+    assert not token_matches(None, "s3cr3t")
 
 
 def test_serve_help_stays_light() -> None:

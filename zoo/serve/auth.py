@@ -34,6 +34,10 @@ def decide(host: str, token: str | None, *, no_auth: bool) -> Access:
     """The access policy for binding `host`; ZooError when a non-loopback bind has neither token nor --no-auth."""
     if token is not None and not token.strip():
         raise ZooError("the token is empty", hint="pass a real secret with --token or ZOO_SERVE_TOKEN")
+    if token and not all("!" <= c <= "~" for c in token):  # what an HTTP header carries as it is
+        raise ZooError("the token holds characters other than visible ASCII, which no client sends as they are "
+                       "in an Authorization header", hint="make one with: python -c 'import secrets; "
+                       "print(secrets.token_urlsafe(32))'")
     if token and no_auth:
         raise ZooError("--token and --no-auth contradict each other", hint="pass one of them")
     if token:
@@ -56,5 +60,6 @@ def token_matches(header: str | None, token: str) -> bool:
     """
     if not header or not header.startswith("Bearer "):
         return False
-    given = hashlib.sha256(header[len("Bearer "):].strip().encode()).digest()
-    return hmac.compare_digest(given, hashlib.sha256(token.encode()).digest())
+    # The header's bytes as they came (the ASGI server decoded them as latin-1); the token is ASCII (decide()).
+    given = hashlib.sha256(header[len("Bearer "):].strip().encode("latin-1", "replace")).digest()
+    return hmac.compare_digest(given, hashlib.sha256(token.encode("ascii")).digest())

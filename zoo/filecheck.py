@@ -17,6 +17,13 @@ import re
 _URL = re.compile(r"(?i)(https?|ftp|s3|gs|hf)://?[^/]")  # a URL given where a file is expected
 
 
+def unusable(noun: str, path: str | os.PathLike[str]) -> str:
+    """ "no such {noun}: PATH", or "cannot use {noun} PATH: why" when it is there but no regular file."""
+    reason = not_a_file(path)
+    return f"no such {noun}: {os.fspath(path)}" if reason == "no such file" else \
+        f"cannot use {noun} {os.fspath(path)}: {reason}"
+
+
 def not_a_file(path: str | os.PathLike[str]) -> str:
     """Why a path that is not a regular file cannot be read as one, in a few words for a message."""
     try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import runtime
 from zoo.errors import InputError, UnknownModelError, ZooError
-from zoo.filecheck import not_a_file
+from zoo.filecheck import unusable
 from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.runners import DecodeOptions, NoRunner, Runner, is_count, is_int, select_runner
 from zoo.store import cache, index_cache
@@ -80,10 +80,7 @@ def locate(name_or_path: str | Path, opset: int | None = None) -> Located:
 
 def _locate_file(path: Path) -> Located:
     if not os.path.isfile(path):  # not Path.is_file(): it raises for a name too long
-        reason = not_a_file(path)
-        raise InputError(f"no such model file: {path}" if reason == "no such file" else
-                         f"cannot use model file {path}: {reason}",
-                         expected=["a path to an .onnx file, or a zoo model name"])
+        raise InputError(unusable("model file", path), expected=["a path to an .onnx file, or a zoo model name"])
     from zoo.store.fingerprint import sha256_of
 
     try:

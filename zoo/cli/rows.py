@@ -49,12 +49,9 @@ def check_inputs(inputs: Sequence[str]) -> None:
         if not value:
             raise InputError("an input path is an empty string", expected=["an image, a folder or a .csv/.npy file"])
         if not os.path.exists(value):  # not Path.exists(): it raises for a name too long (see zoo.filecheck)
-            from zoo.filecheck import not_a_file
+            from zoo.filecheck import unusable
 
-            reason = not_a_file(value)
-            raise InputError(f"no such input: {value}" if reason == "no such file" else
-                             f"cannot use input {value}: {reason}",
-                             expected=["an existing image, folder or .csv/.npy file"])
+            raise InputError(unusable("input", value), expected=["an existing image, folder or .csv/.npy file"])
 
 
 def check_save_target(save: Path, *, many: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -272,6 +273,59 @@ def test_run_threads_share_the_cores_among_the_slots() -> None:
     assert PoolConfig(slots=2).run_threads == max(1, cpu_cores() // 2)
     assert PoolConfig(slots=64).run_threads == 1
     assert PoolConfig(slots=2, threads=3).run_threads == 3  # --threads is taken as given
+
+
+def test_runs_that_fill_the_cores_one_thread_each_keep_a_core_each() -> None:
+    from zoo.serve.models import PoolConfig, usable_cores
+
+    cores = usable_cores()
+    if len(cores) < 2:
+        pytest.skip(f"needs 2 cores to pin runs to; this process may use {len(cores)}")
+    assert PoolConfig(slots=len(cores), threads=1).lane_cores == cores
+    if len(cores) == 2:
+        assert PoolConfig().lane_cores == cores  # the default on 2 cores: 2 runs of 1 thread
+    assert PoolConfig(slots=len(cores), threads=2).lane_cores == ()  # runs of several threads: ORT's pool
+    assert PoolConfig(slots=1, threads=1).lane_cores == ()
+    assert PoolConfig(slots=len(cores) + 1, threads=1).lane_cores == ()  # more runs than cores: the scheduler
+
+
+def test_lanes_given_cores_run_each_worker_on_its_own_core_also_when_they_come_back() -> None:
+    import asyncio
+
+    from zoo.serve.batching import Batcher, Lanes
+    from zoo.serve.models import usable_cores
+
+    cores = usable_cores()
+    if len(cores) < 2:
+        pytest.skip(f"needs 2 cores to pin workers to; this process may use {len(cores)}")
+    cores = cores[:2]
+    seen: list[tuple[str, frozenset[int]]] = []
+    gate = threading.Barrier(2, timeout=10)  # both workers hold a run at once: two distinct workers report
+
+    def run(items: list[int]) -> list[int]:
+        seen.append((threading.current_thread().name, frozenset(os.sched_getaffinity(0))))
+        gate.wait()
+        return items
+
+    async def both(lanes: Lanes) -> None:
+        batcher: Batcher[int, int] = Batcher(run, max_batch=1, lanes=lanes)
+        await asyncio.gather(batcher.submit("k", 1), batcher.submit("k", 2))
+        await batcher.close()
+
+    lanes = Lanes(2, max_delay=0.0, cores=cores)
+    asyncio.run(both(lanes))
+    lanes.close()
+    for _ in range(200):
+        if lanes.alive == 0:
+            break
+        time.sleep(0.01)
+    asyncio.run(both(lanes))  # workers brought back after they left
+    lanes.close()
+    assert len(seen) == 4
+    for pair in (seen[:2], seen[2:]):
+        assert sorted(min(a) for _, a in pair) == sorted(cores), seen  # one worker on each core
+        assert all(len(a) == 1 for _, a in pair), seen
+    assert frozenset(os.sched_getaffinity(0)) >= frozenset(cores)  # the caller's own mask is untouched
 
 
 def _gather_model(path: Path) -> Path:

@@ -67,6 +67,14 @@ class PoolConfig:
             return self.threads
         return max(1, cpu_cores() // max(1, self.slots))
 
+    @property
+    def lane_cores(self) -> tuple[int, ...]:
+        """The cores the runs keep to, one each, when they fill the cores one thread each (else none: anywhere)."""
+        cores = usable_cores()
+        if self.run_threads != 1 or self.slots < 2 or self.slots != len(cores):
+            return ()
+        return cores
+
 
 @dataclass(frozen=True, slots=True)
 class ImageJob:
@@ -87,7 +95,7 @@ class Served:
         self.in_flight = 0
         name = model.name
         # Shared: image and tensor runs count alike against the runs in flight.
-        self.lanes = Lanes(config.slots, max_delay=config.max_delay, name=f"zoo-run-{name}")
+        self.lanes = Lanes(config.slots, max_delay=config.max_delay, name=f"zoo-run-{name}", cores=config.lane_cores)
         batch_size, queue_depth = metrics.batch_size.labels(name), metrics.queue_depth.labels(name)
         common: dict[str, Any] = {"lanes": self.lanes, "on_batch": batch_size.observe, "on_depth": queue_depth.inc}
         self.images: Batcher[ImageJob, Prediction] = Batcher(
@@ -178,11 +186,16 @@ def _ort_reason(exc: Exception) -> str:
 
 
 def cpu_cores() -> int:
-    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    """How many cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(usable_cores()) or os.cpu_count() or 1
+
+
+def usable_cores() -> tuple[int, ...]:
+    """The cores this process may run on, in order; empty where the system does not say (not Linux)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return ()
 
 
 def _fixed(dim: object) -> bool:

@@ -190,6 +190,8 @@ BAD_TENSORS = [
      r"has no output\(s\) \['nope'\] \(its outputs: output\)"),
     ("datatype name", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": "FLOAT"}]}, b"", {}, 400,
      r"unknown datatype 'FLOAT'"),
+    ("datatype list", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": ["FP32"]}]}, b"", {}, 400,
+     r"unknown datatype \"\['FP32'\]\""),  # was a 500: a list is no dictionary key
     ("no inputs", BATCHED, {"outputs": []}, b"", {}, 400, r"no \"inputs\" list"),
     ("header length", BATCHED, {"inputs": [_bin()]}, b"", {"Inference-Header-Content-Length": "99999"}, 400,
      r"Inference-Header-Content-Length is 99999, but the body has"),
@@ -198,6 +200,10 @@ BAD_TENSORS = [
      r"catalogue\)\)$"),
     ("unknown version", f"{BATCHED}/versions/99", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
      r"no variant of 'mobilenetv2-12-int8' has opset 99; .* \(a model's versions are its opsets: GET /v2/models/"),
+    ("version digits", f"{BATCHED}/versions/{'9' * 5000}", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
+     r"model version '9{100}'... \(5000 characters\) is not a number"),  # was a 500: int() refuses 4300+ digits
+    ("version superscript", f"{BATCHED}/versions/\u00b2", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
+     r"model version '\u00b2' is not a number"),  # str.isdigit() says it is; int() does not
     ("file path", "my.onnx", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
      r"'my.onnx' is a file path, not a model name"),
 ]
@@ -347,3 +353,14 @@ def test_repository_extension(client: triton.InferenceServerClient) -> None:
     assert not client.is_model_ready(FIXED)
     client.load_model(FIXED)
     assert client.is_model_ready(FIXED)
+
+
+def test_repository_index_ready_filter(server: Server) -> None:
+    index = f"{server.url}/v2/repository/index"
+    ready = requests.post(index, json={"ready": True}, timeout=30).json()
+    assert ready and {row["state"] for row in ready} == {"READY"}
+    everything = requests.post(index, json={"ready": False}, timeout=30).json()
+    assert len(everything) > len(ready) and "UNAVAILABLE" in {row["state"] for row in everything}
+    r = requests.post(index, json={"ready": "no"}, timeout=30)  # was taken as true: bool("no")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("\"ready\" must be true or false, got '\"no\"'"), r.text

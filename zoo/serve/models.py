@@ -27,6 +27,7 @@ import numpy as np
 
 from zoo.errors import OpsetError
 from zoo.model import Model, looks_like_path
+from zoo.printable import clipped
 from zoo.serve.batching import Batcher, Lanes
 from zoo.serve.errors import LoadError, RequestError
 from zoo.serve.metrics import Metrics
@@ -236,8 +237,8 @@ class ModelPool:
                                     "(zoo serve ./model.onnx)")
         opset = None
         if version not in (None, ""):
-            if not version.isdigit():
-                raise RequestError(f"model version {version!r} is not a number", status=404,
+            if not (version.isascii() and version.isdigit() and len(version) <= 9):  # "²" is a digit to isdigit()
+                raise RequestError(f"model version {clipped(version)} is not a number", status=404,
                                    hint="a zoo model's versions are its opsets (GET /v2/models/NAME lists them)")
             opset = int(version)
         try:

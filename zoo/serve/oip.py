@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from zoo import safejson
+from zoo.printable import clipped
 from zoo.serve.errors import RequestError
 
 # The protocol's tensor datatypes and the numpy dtypes they are (little-endian, as the extension says).
@@ -133,8 +134,9 @@ def _input(raw: object, index: int, binary: memoryview) -> tuple[Tensor, int]:
     name, datatype, shape = raw["name"], raw.get("datatype"), raw.get("shape")
     if datatype == "BYTES":
         raise RequestError(f"input {name!r}: datatype BYTES is not supported", hint="zoo models take numeric tensors")
-    if datatype not in DTYPES:
-        raise RequestError(f"input {name!r}: unknown datatype {datatype!r}", hint=f"one of {', '.join(DTYPES)}")
+    if not isinstance(datatype, str) or datatype not in DTYPES:
+        raise RequestError(f"input {name!r}: unknown datatype {clipped(str(datatype))}",
+                           hint=f"one of {', '.join(DTYPES)}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise RequestError(f"input {name!r}: \"shape\" must be a list of non-negative integers, got {shape!r}")

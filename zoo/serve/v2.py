@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from zoo.printable import clipped
 from zoo.serve import oip
 from zoo.serve.errors import RequestError
 from zoo.serve.models import Served
@@ -133,7 +135,10 @@ async def repository_index(request: Request) -> JSONResponse:
 
     tag(request, "repository")
     body = await request.body()
-    only_ready = bool(oip.parse_json(body).get("ready")) if body.strip() else False
+    only_ready = oip.parse_json(body).get("ready", False) if body.strip() else False
+    if not isinstance(only_ready, bool):
+        raise RequestError(f"\"ready\" must be true or false, got {clipped(json.dumps(only_ready))}",
+                           hint='POST {"ready": true} lists the loaded models only')
     pool = state_of(request).pool
     loaded = {s.key: s for s in pool.served}
     rows = [{"name": name, "version": "1", "state": "READY" if f"file:{path}" in loaded else "UNAVAILABLE"}

@@ -193,6 +193,8 @@ BAD_TENSORS = [
     ("datatype list", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": ["FP32"]}]}, b"", {}, 400,
      r"unknown datatype \"\['FP32'\]\""),  # was a 500: a list is no dictionary key
     ("no inputs", BATCHED, {"outputs": []}, b"", {}, 400, r"no \"inputs\" list"),
+    ("header length digit", BATCHED, {"inputs": [_bin()]}, b"", {"Inference-Header-Content-Length": "\u00b2"}, 400,
+     r"Inference-Header-Content-Length must be a byte count, got '\u00b2'"),  # was a 500: isdigit() passes it
     ("header length", BATCHED, {"inputs": [_bin()]}, b"", {"Inference-Header-Content-Length": "99999"}, 400,
      r"Inference-Header-Content-Length is 99999, but the body has"),
     ("unknown model", "mobilenetv2-12-int9", {"inputs": [_bin()]}, ZEROS.tobytes(), {}, 404,
@@ -284,6 +286,7 @@ BAD_IMAGES = [
      r"cannot use image <request body>: cannot decode"),
     ("empty", BATCHED, "", b"", 400, r"the body is empty"),
     ("top_k", BATCHED, "?top_k=0", b"x", 400, r"top_k must be a whole number from 1 to 1000, got '0'"),
+    ("top_k digit", BATCHED, "?top_k=%C2%B2", b"x", 400, r"top_k must be a whole number from 1 to 1000, got '\u00b2'"),
     ("threshold", BATCHED, "?score_threshold=high", b"x", 400, r"score_threshold must be a number from 0 to 1"),
     ("unknown model", "resnet-51", "", b"x", 404, r"unknown model 'resnet-51'"),
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from zoo.counts import count_of
 from zoo.errors import InputError, ZooError
 
 if TYPE_CHECKING:
@@ -131,11 +132,12 @@ def _numbered(folder: Path, prefix: str) -> list[Path]:
     """input_0.pb, input_1.pb, ... in order; InputError for another name or a gap in the numbers."""
     found: dict[int, Path] = {}
     for path in folder.glob(f"{prefix}_*.pb"):
-        number = path.stem[len(prefix) + 1:]
-        if not number.isdigit():
+        text = path.stem[len(prefix) + 1:]
+        number = count_of(text) if text == text.strip() else None
+        if number is None:
             raise InputError(f"test set {folder} has a file named {path.name}",
                              expected=[f"{prefix}_0.pb, {prefix}_1.pb, ... (numbered from 0)"])
-        found[int(number)] = path
+        found[number] = path
     if sorted(found) != list(range(len(found))):
         raise InputError(f"test set {folder} has {prefix} files numbered {sorted(found)}",
                          expected=[f"{prefix}_0.pb to {prefix}_{len(found) - 1}.pb with no gaps"])

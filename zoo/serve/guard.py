@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zoo.counts import count_of
 from zoo.serve import auth
 from zoo.serve.errors import RequestError, error_body
 from zoo.serve.state import ServerState
@@ -94,7 +95,8 @@ class Guard:
         if token and scope["path"] not in auth.OPEN_PATHS and not auth.token_matches(authorization, token):
             return RequestError("missing or wrong bearer token", status=401,
                                 hint="send the header `Authorization: Bearer <token>` (zoo serve --token)")
-        if length.isdigit() and int(length) > limit:
+        declared = count_of(length.decode("latin-1"))
+        if declared is not None and declared > limit:
             return _too_large(limit)
         return None
 

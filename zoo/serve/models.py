@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo.counts import count_of
 from zoo.errors import OpsetError
 from zoo.model import Model, looks_like_path
 from zoo.printable import clipped
@@ -237,10 +238,10 @@ class ModelPool:
                                     "(zoo serve ./model.onnx)")
         opset = None
         if version not in (None, ""):
-            if not (version.isascii() and version.isdigit() and len(version) <= 9):  # "²" is a digit to isdigit()
+            opset = count_of(version) if version == version.strip() else None
+            if opset is None:
                 raise RequestError(f"model version {clipped(version)} is not a number", status=404,
                                    hint="a zoo model's versions are its opsets (GET /v2/models/NAME lists them)")
-            opset = int(version)
         try:
             return api.resolve(name, opset).id
         except OpsetError as exc:  # its hint names the CLI's --opset

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from zoo.counts import count_of
 from zoo.errors import ImageError
 from zoo.model import Model
+from zoo.printable import clipped
 from zoo.serve.errors import RequestError
 from zoo.serve.models import ImageJob
 from zoo.serve.state import state_of, tag
@@ -70,9 +72,9 @@ def _options(request: Request) -> tuple[int | None, float | None]:
     topk = threshold = None
     if "top_k" in query:
         raw = query["top_k"]
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise RequestError(f"top_k must be a whole number from 1 to 1000, got {raw!r}", hint="e.g. ?top_k=5")
-        topk = int(raw)
+        topk = count_of(raw)
+        if topk is None or not 1 <= topk <= 1000:
+            raise RequestError(f"top_k must be a whole number from 1 to 1000, got {clipped(raw)}", hint="e.g. ?top_k=5")
     if "score_threshold" in query:
         raw = query["score_threshold"]
         try:

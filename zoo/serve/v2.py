@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from zoo.counts import count_of
 from zoo.printable import clipped
 from zoo.serve import oip
 from zoo.serve.errors import RequestError
@@ -124,9 +125,10 @@ def header_length_of(value: str | None) -> int | None:
     """The JSON part's length from the Inference-Header-Content-Length header (None: the body is all JSON)."""
     if value is None:
         return None
-    if not value.strip().isdigit():
-        raise RequestError(f"{oip.HEADER} must be a byte count, got {value!r}")
-    return int(value)
+    length = count_of(value)
+    if length is None:
+        raise RequestError(f"{oip.HEADER} must be a byte count, got {clipped(value)}")
+    return length
 
 
 async def repository_index(request: Request) -> JSONResponse:

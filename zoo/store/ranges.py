@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import safejson
+from zoo.counts import count_of
 from zoo.printable import shown
 from zoo.store.hashing import CHUNK_SIZE, EarlySync, pwrite_all
 from zoo.store.netpolicy import MAX_WAIT, Settings, retry_after
@@ -143,13 +144,12 @@ def to_prefix(partial: Path, size: int) -> None:
 def range_start(content_range: str) -> int | None:
     """The first byte of a `Content-Range: bytes START-END/TOTAL` header."""
     unit, _, spec = content_range.strip().partition(" ")
-    start = spec.partition("-")[0]
-    return int(start) if unit == "bytes" and start.isdigit() else None
+    start = count_of(spec.partition("-")[0])
+    return start if unit == "bytes" else None
 
 
 def _range_total(content_range: str) -> int | None:
-    total = content_range.rpartition("/")[2].strip()
-    return int(total) if total.isdigit() else None
+    return count_of(content_range.rpartition("/")[2])
 
 
 def check_status(resp: requests.Response) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin
 
+from zoo.counts import count_of
 from zoo.printable import shown
 from zoo.store import interrupt
 from zoo.store.netpolicy import Settings, redirect_refusal, source_kinds
@@ -224,8 +225,8 @@ def _attach_current(sock: socket.socket | None) -> None:
 
 def _content_length(value: str | None) -> int:
     """The Content-Length as a number; -1 when it is not one (then the safe path reads the body)."""
-    text = (value or "").strip()
-    return int(text) if text.isdigit() else -1
+    number = count_of(value)
+    return -1 if number is None else number
 
 
 def new_session(source_url: str) -> requests.Session:

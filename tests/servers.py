@@ -44,6 +44,7 @@ class Fault:
     reason: str | None = None  # the reason phrase of a `status` answer (control characters included)
     trickle_headers: float = 0.0  # send the status line and headers one byte per this many seconds
     trickle_body: float = 0.0  # send the body one byte per this many seconds
+    declared_length: str | None = None  # the Content-Length sent in place of the true one (then hang up)
 
 
 @dataclass(frozen=True)
@@ -223,11 +224,14 @@ class _Server:
             headers["Content-Range"] = f"bytes {shown}-{end}/{len(reply.body or b'')}"
         data += b"\0" * fault.extra
         h.send_response(status)
-        for key, value in {**headers, "Accept-Ranges": "bytes", "Content-Length": str(len(data))}.items():
+        declared = str(len(data)) if fault.declared_length is None else fault.declared_length
+        for key, value in {**headers, "Accept-Ranges": "bytes", "Content-Length": declared}.items():
             h.send_header(key, value)
         h.end_headers()
         if method == "GET":
             self._write_body(h, data, fault)
+        if fault.declared_length is not None:  # the body ends where the connection does
+            h.close_connection = True
 
     def _write_body(self, h: _Handler, data: bytes, fault: Fault) -> None:
         limit = len(data) if fault.drop_after is None else min(fault.drop_after, len(data))

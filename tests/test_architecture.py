@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "zoo"
 
 # Lower layers never import higher ones (STYLE.md: errors <- index <- store <- pipeline, runtime <- model <- cli ...).
 LAYERS = [
-    ("zoo.errors", "zoo.filecheck", "zoo.printable", "zoo.safejson", "zoo.version"),
+    ("zoo.counts", "zoo.errors", "zoo.filecheck", "zoo.printable", "zoo.safejson", "zoo.version"),
     ("zoo.index",),
     ("zoo.store",),
     ("zoo.pipeline", "zoo.runtime", "zoo.check", "zoo.tuning"),

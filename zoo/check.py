@@ -132,8 +132,7 @@ def _numbered(folder: Path, prefix: str) -> list[Path]:
     """input_0.pb, input_1.pb, ... in order; InputError for another name or a gap in the numbers."""
     found: dict[int, Path] = {}
     for path in folder.glob(f"{prefix}_*.pb"):
-        text = path.stem[len(prefix) + 1:]
-        number = count_of(text) if text == text.strip() else None
+        number = count_of(path.stem[len(prefix) + 1:])
         if number is None:
             raise InputError(f"test set {folder} has a file named {path.name}",
                              expected=[f"{prefix}_0.pb, {prefix}_1.pb, ... (numbered from 0)"])

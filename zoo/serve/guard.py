@@ -95,7 +95,7 @@ class Guard:
         if token and scope["path"] not in auth.OPEN_PATHS and not auth.token_matches(authorization, token):
             return RequestError("missing or wrong bearer token", status=401,
                                 hint="send the header `Authorization: Bearer <token>` (zoo serve --token)")
-        declared = count_of(length.decode("latin-1"))
+        declared = count_of(length.decode("latin-1").strip())
         if declared is not None and declared > limit:
             return _too_large(limit)
         return None

@@ -238,7 +238,7 @@ class ModelPool:
                                     "(zoo serve ./model.onnx)")
         opset = None
         if version not in (None, ""):
-            opset = count_of(version) if version == version.strip() else None
+            opset = count_of(version)
             if opset is None:
                 raise RequestError(f"model version {clipped(version)} is not a number", status=404,
                                    hint="a zoo model's versions are its opsets (GET /v2/models/NAME lists them)")

@@ -125,7 +125,7 @@ def header_length_of(value: str | None) -> int | None:
     """The JSON part's length from the Inference-Header-Content-Length header (None: the body is all JSON)."""
     if value is None:
         return None
-    length = count_of(value)
+    length = count_of(value.strip())
     if length is None:
         raise RequestError(f"{oip.HEADER} must be a byte count, got {clipped(value)}")
     return length

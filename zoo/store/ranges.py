@@ -149,7 +149,7 @@ def range_start(content_range: str) -> int | None:
 
 
 def _range_total(content_range: str) -> int | None:
-    return count_of(content_range.rpartition("/")[2])
+    return count_of(content_range.rpartition("/")[2].strip())
 
 
 def check_status(resp: requests.Response) -> None:

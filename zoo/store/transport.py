@@ -225,7 +225,7 @@ def _attach_current(sock: socket.socket | None) -> None:
 
 def _content_length(value: str | None) -> int:
     """The Content-Length as a number; -1 when it is not one (then the safe path reads the body)."""
-    number = count_of(value)
+    number = count_of((value or "").strip())
     return -1 if number is None else number
 
 

@@ -129,6 +129,28 @@ def test_kill_then_resume_gives_exactly_one_row_per_input(seeded: None, tmp_path
     assert sorted(inputs) == names and len(inputs) == len(set(inputs))
 
 
+def test_ctrl_c_keeps_whole_rows_and_says_how_to_resume(seeded: None, tmp_path: Path, isolated_env: Path) -> None:
+    names = make_images(tmp_path / "imgs", 120)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "zoo", "predict", MODEL, str(tmp_path / "imgs"), "-o", str(out)]
+    env = {**os.environ, "ZOO_HOME": str(isolated_env)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a shell's & ignores it
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    written = len(rows(out))  # every line whole JSON
+    assert 10 <= written < len(names)
+    assert (f"note: {written} of {len(names)} rows written to {out}: run the same command with --resume to do "
+            "the rest") in stderr, stderr
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(r["input"] for r in rows(out)) == names
+
+
 def test_list_inputs(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/1.jpg", "a/2.PNG", "a/notes.txt", "a/b/3.jpeg"):

@@ -88,7 +88,7 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
     """Write every row where it belongs; returns the counts for the summary line."""
     from tqdm import tqdm
 
-    from zoo.batch import ResultWriter, dumps_row
+    from zoo.batch import ResultWriter
     from zoo.store.progress import bar_size
 
     writer = ResultWriter(output, append=resume) if output is not None else None
@@ -99,28 +99,42 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
                disable=not drawn, ncols=columns, nrows=lines)
     try:
         for result in results:
+            if writer is not None:
+                writer.write(result)  # before the counts: they are rows written, whenever an interrupt comes
+            else:
+                _show(bar, result, as_json=as_json, many=many)
             if isinstance(result, Failure):
                 failed += 1
             else:
                 predicted += 1
-            if writer is not None:
-                writer.write(result)
-            elif as_json:
-                _echo(bar, dumps_row(result.to_dict()))
-            elif isinstance(result, Failure):
-                _echo(bar, f"error: {shown(result.input)}: {printable(result.error)}", err=True)
-                if result.hint:
-                    _echo(bar, f"hint: {printable(result.hint)}", err=True)
-            else:
-                _echo(bar, str(result) + ("\n" if many else ""))
             if save is not None and isinstance(result, Prediction):
                 _save(result, save_path(save, result.input, result.model, many=many), bar)
             bar.update(1)
+    except KeyboardInterrupt:
+        if writer is not None:  # every row written so far is whole: say how to go on from there
+            bar.close()
+            click.echo(f"note: {predicted + failed} of {total} rows written to {shown(str(output))}: run the same "
+                       "command with --resume to do the rest", err=True)
+        raise
     finally:
         bar.close()
         if writer is not None:
             writer.close()
     return RowCounts(predicted, failed, 0)
+
+
+def _show(bar: object, result: Result, *, as_json: bool, many: bool) -> None:
+    """One row on the terminal: a JSON line, an error and its hint on stderr, or the prediction."""
+    from zoo.batch import dumps_row
+
+    if as_json:
+        _echo(bar, dumps_row(result.to_dict()))
+    elif isinstance(result, Failure):
+        _echo(bar, f"error: {shown(result.input)}: {printable(result.error)}", err=True)
+        if result.hint:
+            _echo(bar, f"hint: {printable(result.hint)}", err=True)
+    else:
+        _echo(bar, str(result) + ("\n" if many else ""))
 
 
 def _echo(bar: object, line: str, *, err: bool = False) -> None:

@@ -116,8 +116,23 @@ def test_integer_arrays_are_read_as_integer_image_files_are() -> None:
     assert open_image(np.full((2, 2, 3), 32768, np.uint16)).getpixel((0, 0)) == (128, 128, 128)
     assert open_image(np.full((2, 2, 3), 65535, np.uint16)).getpixel((0, 0)) == (255, 255, 255)
     assert open_image(np.full((2, 2, 3), 200, np.int64)).getpixel((0, 0)) == (200, 200, 200)  # 8-bit values
-    assert open_image(np.full((2, 2), 70000, np.int32)).getpixel((0, 0)) == 255  # as Image.fromarray(int32) is
+    assert open_image(np.full((2, 2), 300, np.int32)).getpixel((0, 0)) == 1  # over 255: a 16-bit image
     assert open_image(np.ones((2, 2), bool)).getpixel((0, 0)) == 255
+
+
+@pytest.mark.parametrize("values", [np.full((4, 4), 70000, np.int32), np.full((4, 4, 3), 2**40, np.int64),
+                                    np.full((4, 4, 3), -5, np.int16), np.arange(-1, 15, dtype=np.int8).reshape(4, 4)])
+def test_integer_arrays_that_are_no_pixels_are_refused(values: np.ndarray) -> None:
+    """Beyond 16 bits or below 0: clipped, they were a white or black picture given a confident label."""
+    with pytest.raises(ImageError, match=r"the values span -?\d+\.\.-?\d+, which are no 8- or 16-bit pixels"):
+        open_image(values)
+
+
+def test_a_closed_pil_image_is_named_not_a_crash() -> None:
+    img = Image.new("RGB", (8, 8))
+    img.close()
+    with pytest.raises(ImageError, match="cannot read its pixels: Operation on closed image"):
+        open_image(img)
 
 
 @pytest.mark.parametrize(("array", "message"), [

@@ -38,13 +38,23 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
+# What Pillow's plugins raise on malformed files (its fuzzers keep finding new ones), and on a closed image.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+                 ZeroDivisionError)
+
+
 def open_image(source: Any) -> Image.Image:
     """A decoded RGB, L or RGBA-free image from a path, bytes-like file, PIL image or array."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, Image.Image):
-        _check_pixels(describe(source), source.width, source.height)
-        return _convert(describe(source), source)
+        name = describe(source)
+        _check_pixels(name, source.width, source.height)
+        try:
+            source.load()  # a lazily opened image decodes now; a closed one says so
+        except DECODE_ERRORS as exc:
+            raise ImageError(name, f"cannot read its pixels: {exc or type(exc).__name__}") from None
+        return _convert(name, source)
     if _is_array(source):
         return _from_array(source)
     name = describe(source)
@@ -75,9 +85,7 @@ def open_image(source: Any) -> Image.Image:
         raise ImageError(name, "not an image file Pillow can identify (wrong extension or corrupt header)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(name, f"refused as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
-            ZeroDivisionError) as exc:
-        # What Pillow's plugins raise on malformed files (its fuzzers keep finding new ones).
+    except DECODE_ERRORS as exc:
         raise ImageError(name, f"cannot decode: {exc or type(exc).__name__}") from None
     except MemoryError:
         raise ImageError(name, "decoding it ran out of memory") from None
@@ -155,8 +163,12 @@ def _from_array(arr: Any) -> Image.Image:
         raise ImageError("<ndarray>", f"expected an HxW or HxWx3 image array, got shape {a.shape}")
     if a.dtype.kind in "iu" and a.dtype != np.uint8:
         # Integers as integer image files are read (to_standard_mode): 16-bit values scaled to 8 bits.
-        top = 65535 if a.dtype == np.uint16 or (a.size and a.max() > 255) else 255
-        a = np.clip(a.astype(np.int64), 0, top)
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ImageError("<ndarray>", f"the values span {lo}..{hi}, which are no 8- or 16-bit pixels; pass "
+                                          "0..255 (or 0..65535 for 16-bit) integers, or 0..1 floats")
+        top = 65535 if a.dtype == np.uint16 or hi > 255 else 255
+        a = a.astype(np.int64)
         a = ((a * 255 + top // 2) // top).astype(np.uint8)
     elif a.dtype != np.uint8:
         if a.dtype.kind not in "bf":  # object, string, complex, datetime ...

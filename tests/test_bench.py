@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnxruntime as ort
 from click.testing import CliRunner
@@ -89,3 +90,17 @@ def test_a_batch_too_big_for_memory_is_refused_by_the_worker_and_reaches_the_cli
     assert proc.returncode == 2, proc.stderr
     assert "error: --batch 10000000 needs" in proc.stderr and "GiB for the random inputs alone" in proc.stderr
     assert "hint: expected: a smaller --batch" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_file_onnxruntime_cannot_load_is_named_as_zoo_predict_names_it(tmp_path: Path) -> None:
+    """The raw side, measured first, built its session straight from onnxruntime: its InvalidProtobuf was exit 1."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(need(DATA / "models" / "mnist-8.onnx").read_bytes()[:13000])
+    proc = subprocess.run([sys.executable, "-m", "zoo", "bench", str(cut), "--runs", "1"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: onnxruntime cannot load {cut}: " in proc.stderr and "INVALID_PROTOBUF" in proc.stderr
+    assert "Traceback" not in proc.stderr

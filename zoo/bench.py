@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -132,13 +133,16 @@ def _open_zoo(spec: BenchSpec) -> tuple[Any, Runner]:
 def _open_raw(spec: BenchSpec) -> tuple[Any, Runner]:
     import onnxruntime as ort
 
-    from zoo.runtime import select_providers
+    from zoo.runtime import load_error, select_providers
 
     so = ort.SessionOptions()
     if spec.threads:
         so.intra_op_num_threads = spec.threads
     providers = list(select_providers(spec.providers, ort.get_available_providers()).chosen)
-    session = ort.InferenceSession(spec.path, so, providers=providers)
+    try:
+        session = ort.InferenceSession(spec.path, so, providers=providers)
+    except Exception as exc:  # the file zoo would refuse too (raw is measured first): the same error zoo gives
+        raise load_error(Path(spec.path), exc) from None
     return session, lambda feeds: session.run(None, feeds)
 
 

@@ -233,7 +233,7 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
             return found
         if plan.chosen != (CPU,) and not spec.policy:
             return _cpu_after_failure(model, spec, plan, exc, warn)
-        raise _load_error(model, exc) from None
+        raise load_error(model, exc) from None
     if target is not None:
         graphs.publish(target, cache_key or "")
     rep = report(plan, session.get_providers()) if not spec.policy else policy_report(spec.policy,
@@ -328,7 +328,8 @@ def _note_unkept(folder: Path, why: str, warn: Any) -> None:
                       "each load optimises the model again")
 
 
-def _load_error(model: Path | bytes, exc: Exception) -> ZooError:
+def load_error(model: Path | bytes, exc: Exception) -> ZooError:
+    """onnxruntime refused to build a session for `model`: which file, and ORT's first line."""
     name = str(model) if isinstance(model, Path) else "<model bytes>"
     return ZooError(f"onnxruntime cannot load {name}: {_first_line(exc)}",
                     hint="check the file is an ONNX model (`zoo cache verify` re-hashes cached ones) and that "

@@ -84,6 +84,26 @@ def test_info_resolves_and_says_so(name: str, expected: str) -> None:
     assert f"resolved to {expected}" in result.stderr and data["resolved_from"]
 
 
+def test_info_of_a_zoo_models_file_is_that_models_info(tmp_path: Path) -> None:
+    from conftest import DATA, need
+
+    copy = tmp_path / "downloaded.onnx"  # any name: known by its sha256
+    copy.write_bytes(need(DATA / "models" / "mnist-8.onnx").read_bytes())
+    result = zoo_cli("info", str(copy), "--json")
+    assert json.loads(result.stdout)["id"] == "mnist-8"
+    assert f"{copy} is zoo model mnist-8 (sha256 " in result.stderr
+
+
+def test_info_of_another_file_says_it_is_no_zoo_model(tmp_path: Path) -> None:
+    other = tmp_path / "mine.onnx"
+    other.write_bytes(b"not a zoo file")
+    result = zoo_cli("info", str(other), code=2)  # it said "unknown model" and suggested zoo search
+    assert f"error: {other} is no zoo model's file: its sha256 matches none of the catalogue's" in result.stderr
+    assert f"zoo predict {other} IMAGE" in result.stderr
+    missing = zoo_cli("info", str(tmp_path / "gone.onnx"), code=2)
+    assert f"no such model file: {tmp_path / 'gone.onnx'}" in missing.stderr
+
+
 def test_info_human() -> None:
     out = zoo_cli("info", "yolov3").stdout
     assert "yolov3-12" in out and "+image_shape=original_hw" in out and "letterbox" in out

@@ -83,13 +83,26 @@ def resolve_name(name: str, opset: int | None = None) -> Resolution:
 
 
 def info(name: str, opset: int | None = None) -> ModelInfo:
-    """Everything about one model, including where it would be fetched from."""
-    resolution = index_cache.resolve(name, opset)
-    entry = resolution.entry
+    """Everything about one model, including where it would be fetched from.
+
+    `name` may also be a file path (as zoo.load takes): a zoo model's file is known by its sha256.
+    """
+    from zoo.model import locate, looks_like_path
+
+    if looks_like_path(name):
+        located = locate(name)  # InputError when there is no such file
+        if located.entry is None:
+            raise ZooError(f"{name} is no zoo model's file: its sha256 matches none of the catalogue's",
+                           hint=f"zoo info describes zoo models (`zoo list`); to run the file as it is: "
+                                f"zoo predict {name} IMAGE")
+        entry, note = located.entry, located.note
+    else:
+        resolution = index_cache.resolve(name, opset)
+        entry, note = resolution.entry, resolution.note
     path = cache.cached_path(entry)
     return ModelInfo(
         entry=entry,
-        resolved_from=resolution.note,
+        resolved_from=note,
         sources=tuple(s.url for s in sources.plan(entry)),
         cached_path=None if path is None else str(path),
     )

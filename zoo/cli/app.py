@@ -123,7 +123,8 @@ def info(name: str, opset: int | None, as_json: bool) -> None:
     """Show everything about one model: facts, IO, recipes, sources, cache.
 
     NAME is a model id (vgg19-7), an alias (vgg19, resnet50) or a hub name
-    ("VGG 19"), matched case- and space-insensitively.
+    ("VGG 19"), matched case- and space-insensitively; or a zoo model's file
+    (./mnist-8.onnx), known by its sha256.
 
     \b
     Example:

@@ -104,6 +104,13 @@ def test_info_of_another_file_says_it_is_no_zoo_model(tmp_path: Path) -> None:
     assert f"no such model file: {tmp_path / 'gone.onnx'}" in missing.stderr
 
 
+def test_a_file_where_a_model_name_is_wanted_is_told_what_takes_files(tmp_path: Path) -> None:
+    result = zoo_cli("pull", str(tmp_path / "model.onnx"), code=2)  # the hint was "zoo search TEXT"
+    hint = "hint: this takes a model name; `zoo cache import FILE` puts a zoo model's file in the cache"
+    assert hint in result.stderr
+    assert "zoo search" not in result.stderr
+
+
 def test_info_human() -> None:
     out = zoo_cli("info", "yolov3").stdout
     assert "yolov3-12" in out and "+image_shape=original_hw" in out and "letterbox" in out

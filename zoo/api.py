@@ -87,7 +87,8 @@ def info(name: str, opset: int | None = None) -> ModelInfo:
 
     `name` may also be a file path (as zoo.load takes): a zoo model's file is known by its sha256.
     """
-    from zoo.model import locate, looks_like_path
+    from zoo.filecheck import looks_like_path
+    from zoo.model import locate
 
     if looks_like_path(name):
         located = locate(name)  # InputError when there is no such file

@@ -71,10 +71,15 @@ class UnknownModelError(ZooError, LookupError, AssertionError):
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
         self.name = name
         self.suggestions = tuple(suggestions)
+        from zoo.filecheck import looks_like_path
+        from zoo.printable import clipped  # only when raised: its regexes cost a load 1 ms
+
         hint = "run `zoo search TEXT` or `zoo list` to see the known models"
         if self.suggestions:
             hint = f"did you mean: {', '.join(self.suggestions)}? ({hint})"
-        from zoo.printable import clipped  # only when raised: its regexes cost a load 1 ms
+        elif looks_like_path(name):  # a file given where a name is wanted (zoo pull ./model.onnx)
+            hint = ("this takes a model name; `zoo cache import FILE` puts a zoo model's file in the cache "
+                    "(predict, check, export, bench, info and serve take files as they are)")
 
         super().__init__(f"unknown model {clipped(name)}", hint=hint)
 

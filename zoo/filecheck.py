@@ -41,3 +41,8 @@ def not_a_file(path: str | os.PathLike[str]) -> str:
     if os.path.isdir(path):
         return "a folder, not a file"
     return "not a regular file (a device, FIFO or socket is never read)"
+
+
+def looks_like_path(text: str) -> bool:
+    """The documented rule: a value is a file path when it ends in .onnx or has a folder part."""
+    return text.lower().endswith(".onnx") or "/" in text or os.sep in text or text.startswith(("~", "."))

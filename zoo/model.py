@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import runtime
 from zoo.errors import InputError, UnknownModelError, ZooError
-from zoo.filecheck import unusable
+from zoo.filecheck import looks_like_path, unusable
 from zoo.index.manifest import ImageRecipe, ModelEntry
 from zoo.runners import DecodeOptions, NoRunner, Runner, is_count, is_int, select_runner
 from zoo.store import cache, index_cache
@@ -47,11 +47,6 @@ class Located:
     entry: ModelEntry | None
     path: Path | None  # a local file; None for a zoo model (its cached file is found or pulled)
     note: str | None
-
-
-def looks_like_path(text: str) -> bool:
-    """The documented rule: a value is a file path when it ends in .onnx or has a folder part."""
-    return text.lower().endswith(".onnx") or "/" in text or os.sep in text or text.startswith(("~", "."))
 
 
 def locate(name_or_path: str | Path, opset: int | None = None) -> Located:

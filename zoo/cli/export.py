@@ -42,7 +42,7 @@ def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int 
                          + ("it is a folder" if out and target.is_dir() else "its folder does not exist"),
                          expected=["a file name such as model.onnx in an existing folder"])
     from zoo import api
-    from zoo.model import looks_like_path
+    from zoo.filecheck import looks_like_path
 
     # A local .onnx exports when zoo knows its recipe: a zoo model's file (by sha256) or one `zoo add` took.
     source = api.load(name, opset=opset, progress=False) if looks_like_path(name) else name

@@ -27,7 +27,8 @@ import numpy as np
 
 from zoo.counts import count_of
 from zoo.errors import OpsetError
-from zoo.model import Model, looks_like_path
+from zoo.filecheck import looks_like_path
+from zoo.model import Model
 from zoo.printable import clipped
 from zoo.serve.batching import Batcher, Lanes
 from zoo.serve.errors import LoadError, RequestError

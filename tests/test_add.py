@@ -19,6 +19,7 @@ from PIL import Image
 from servers import FakeHubServer, MirrorServer
 
 import zoo
+from zoo.errors import ZooError
 from zoo.index import user_manifest
 from zoo.index.catalog import load_index, normalize
 from zoo.store import cache
@@ -272,8 +273,10 @@ def test_failing_write_leaves_the_manifest_whole(iris: tuple[Path, np.ndarray, n
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ZooError, match=f"cannot write the manifest {manifest}: no space left on device; it is "
+                                       "unchanged") as failed:
         zoo.add(path, "rf-iris-2")
+    assert failed.value.hint == "free some space and run it again"
     monkeypatch.undo()
     assert manifest.read_bytes() == before
     assert [p.name for p in manifest.parent.iterdir() if p.name.endswith(".tmp")] == []
@@ -290,6 +293,7 @@ def _refuse(tmp: Path) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
+from zoo.errors import ZooError
 from zoo.index import user_manifest
 path = Path(sys.argv[1])
 pad = "x" * 4000

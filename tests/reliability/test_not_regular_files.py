@@ -199,3 +199,30 @@ def test_outputs_where_no_file_can_be_created_are_clear_errors(mnist_home: Path,
     assert_clear_error(_zoo("predict", "mnist-8", digit, "--save", "/proc/zoo-out.png"), 2,
                        "cannot save /proc/zoo-out.png")
     assert_clear_error(_zoo("export", "mnist-8", "/proc/zoo-out.onnx"), 2, "cannot write /proc/zoo-out.onnx")
+
+
+def _tiny_onnx(path: Path) -> Path:
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+@needs_posix
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_add_refuses_a_manifest_target_that_is_no_file_before_importing(isolated_env: Path, tmp_path: Path) -> None:
+    """--manifest /dev/null was read as a bad manifest ("fix or delete the file"); /proc/m.json was an exit 1."""
+    model = _tiny_onnx(tmp_path / "mine.onnx")
+    fifo = tmp_path / "m.json"
+    os.mkfifo(fifo)
+    for target, reason in ((fifo, "not a regular file"), (Path("/dev/null"), "not a regular file")):
+        assert_clear_error(_zoo("add", str(model), "--id", "mine-2", "--manifest", str(target)), 2,
+                           f"cannot write the manifest {target}: {reason}")
+    assert not (isolated_env / "blobs").exists() or not any((isolated_env / "blobs").rglob("*")), "imported anyway"
+    assert_clear_error(_zoo("add", str(model), "--id", "mine-2", "--manifest", "/proc/zoo-m.json"), 2,
+                       "cannot write the manifest /proc/zoo-m.json")
+    assert_clear_error(_zoo("remove", "mine-2", "--manifest", "/dev/null"), 2,
+                       "bad manifest /dev/null, field '': not a regular file")

@@ -14,6 +14,7 @@ kills the writer. `read_graph()` and `build_entry()` turn an ONNX file into an e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import safejson
-from zoo.errors import InputError, ManifestError
+from zoo.errors import InputError, ManifestError, ZooError
+from zoo.filecheck import not_a_file
 
 if TYPE_CHECKING:
     from onnx import TypeProto
@@ -89,6 +91,8 @@ def empty_document() -> Document:
 
 def read(path: Path) -> Document:
     """The manifest document at `path` (an empty one when the file does not exist)."""
+    if os.path.lexists(path) and not os.path.isfile(path):  # never read a device or FIFO (nor advise deleting it)
+        raise ManifestError(str(path), None, "", not_a_file(path))
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_SIZE + 1)
@@ -130,12 +134,30 @@ def _lock_fd(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX)
 
 
+def check_target(path: Path) -> None:
+    """Refuse a manifest path zoo could never replace (a device, FIFO or folder), before any work."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise InputError(f"cannot write the manifest {path}: {not_a_file(path)}",
+                         expected=["a .json file path (it is created if missing)"])
+
+
 def update(path: Path, change: Callable[[Document], Document], validate: Callable[[Path], None]) -> Document:
     """Read, change and atomically rewrite the manifest under its lock; `validate(temp)` may refuse it.
 
     The new file is fully written and fsynced under a unique temp name first, then moved
     over the old one: a crash, kill or full disk at any point leaves the old file whole.
     """
+    check_target(path)
+    try:
+        return _update(path, change, validate)
+    except OSError as exc:  # a full disk, a folder zoo may not write (or /proc): the old file is as it was
+        full = exc.errno == errno.ENOSPC
+        raise ZooError(f"cannot write the manifest {path}: {(exc.strerror or str(exc)).lower()}; it is unchanged",
+                       hint="free some space and run it again" if full else
+                       "choose a --manifest in a folder you can write to") from None
+
+
+def _update(path: Path, change: Callable[[Document], Document], validate: Callable[[Path], None]) -> Document:
     with locked(path):
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed writer's: no writer holds the lock now
             stale.unlink(missing_ok=True)

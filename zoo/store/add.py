@@ -78,6 +78,7 @@ def add_model(path: Path, model_id: str, *, task: str | None = None, recipe: Rec
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cannot add {path}: {not_a_file(path)}", expected=["the path of an .onnx file"])
+    user_manifest.check_target(manifest)
     replaced = check_id(model_id, manifest)
     facts = user_manifest.read_graph(path)
     image = _recipe(recipe, facts)

@@ -244,6 +244,8 @@ def test_bad_recipe_json_and_labels_exit_2(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(json.dumps({**nhwc_recipe(), "layuot": "NHWC"}))
     typo = zoo_cli("add", str(model), "--id", "tiny", "--recipe-json", str(tmp_path / "r.json"), code=2)
     assert "did you mean 'layout'" in typo.stderr
+    assert f"error: --recipe-json {tmp_path / 'r.json'}, field " in typo.stderr
+    assert "ZOO_MANIFESTS" not in typo.stderr  # the hint was about manifest files listed there
     (tmp_path / "ok.json").write_text(json.dumps(nhwc_recipe()))
     three = zoo_cli("add", str(model), "--id", "tiny", "--recipe-json", str(tmp_path / "ok.json"), "--labels", "a,b,c",
                     code=2)

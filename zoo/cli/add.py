@@ -111,7 +111,7 @@ def _check_inputs(inputs: tuple[Path, ...], *, record: bool, manifest: Path | No
 
 def _read_recipe(path: Path) -> Any:
     from zoo import safejson
-    from zoo.errors import InputError
+    from zoo.errors import InputError, ManifestError
     from zoo.store.add import parse_recipe
 
     try:
@@ -121,7 +121,11 @@ def _read_recipe(path: Path) -> Any:
                          expected=["a JSON ImageRecipe (manifests/README.md)"]) from None
     if not isinstance(data, dict):
         raise InputError(f"--recipe-json {path} is not a JSON object", expected=["a JSON ImageRecipe"])
-    return parse_recipe(data, str(path))
+    try:
+        return parse_recipe(data, str(path))
+    except ManifestError as exc:  # its hint is about ZOO_MANIFESTS files, which this is not
+        raise InputError(f"--recipe-json {path}, field {exc.field!r}: {exc.problem}",
+                         expected=["an ImageRecipe as manifests/README.md describes it"]) from None
 
 
 @click.command(epilog=EPILOG)

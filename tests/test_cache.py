@@ -385,6 +385,16 @@ def test_prune_older_than_uses_last_access(zoo: Zoo) -> None:
     assert zoo.blob("beta-net-2.tar.gz").exists() and zoo.blob("acme-net-1.onnx").exists()
 
 
+@pytest.mark.parametrize("age", ["99999999999999999999d", "36501d", "5300w"])
+def test_prune_older_than_past_a_century_is_refused(zoo: Zoo, age: str) -> None:
+    """timedelta overflows near 2.7 million years: the first was an OverflowError, exit 1."""
+    import_all(zoo)
+    before = tree(zoo.home)
+    result = run("prune", "--older-than", age, "--yes", code=2)
+    assert f"'{age}' is longer than 36500 days" in result.stderr and "Traceback" not in result.stderr
+    assert tree(zoo.home) == before
+
+
 def test_prune_counts_a_recently_used_optimised_copy_as_use(zoo: Zoo) -> None:
     run("import", str(zoo.file("beta-net-2.onnx")))
     old = time.time() - 40 * DAY

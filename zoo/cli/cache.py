@@ -41,6 +41,7 @@ def cache() -> None:
 
 cache.epilog = EPILOG
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_AGE = timedelta(days=36500)  # --older-than beyond a century is surely a typo
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2 on
@@ -55,7 +56,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from 
         if not match:
             self.fail(f"{value!r} is not a duration: write a number and a unit (s, m, h, d, w), e.g. 12h, 30d, 2w",
                       param, ctx)
-        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        seconds = float(match[1]) * _UNITS[match[2]]
+        if seconds > MAX_AGE.total_seconds():  # timedelta itself overflows near 2.7 million years
+            self.fail(f"{value!r} is longer than {MAX_AGE.days} days: no file in the cache is that old", param, ctx)
+        return timedelta(seconds=seconds)
 
 
 def dry_run_options(func: Any) -> Any:

@@ -203,6 +203,24 @@ def test_cli_refusals_exit_2_with_a_hint(name: str, what: str, tmp_path: Path) -
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_a_top_k_past_int64_is_the_classes_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """topk=10**20 was an OverflowError building the graph's int64 constant (exit 1 from the CLI)."""
+    from zoo.errors import InputError
+    from zoo.export import export_model
+
+    seed("mobilenetv2-12-int8")
+    export_model("mobilenetv2-12-int8", tmp_path / "k.onnx", topk=10**20)
+    s = session(tmp_path / "k.onnx")
+    photo = np.asarray(Image.open(need(IMAGES / "frog.jpg")).convert("RGB"))
+    assert s.run(["top_k"], {"image": photo})[0].shape == (1, 1000)  # every class, ranked
+    for bad in (0, True, "5"):
+        with pytest.raises(InputError, match="expected a whole number of 1 or more"):
+            export_model("mobilenetv2-12-int8", tmp_path / "bad.onnx", topk=bad)  # type: ignore[arg-type]
+    cli_result = CliRunner().invoke(cli, ["export", "mobilenetv2-12-int8", str(tmp_path / "c.onnx"), "--top-k",
+                                          "99999999999999999999"])
+    assert cli_result.exit_code == 2 and "not in the range 1<=x<=1000000" in cli_result.stderr
+
+
 # -- zoo.hub.load_composite_model, from onnx.hub's docstring: "Builds a composite model including data
 #    preprocessing by downloading a network and a preprocessing model and combine it into a single model".
 

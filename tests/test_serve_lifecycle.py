@@ -109,6 +109,7 @@ def test_sigterm_drains_a_slow_upload_and_others_are_not_blocked(tmp_path: Path)
     (["--host", "0.0.0.0", "--token", "x", "--no-auth"], "--token and --no-auth contradict each other"),
     (["--keep-alive", "soon"], "--keep-alive 'soon' is not a duration"),
     (["--max-body", "big"], "--max-body 'big' is not a size"),
+    (["--max-body", "9" * 400], "... (400 characters) is over 1000 TB"),  # inf to float(): an OverflowError
     (["--body-timeout", "0"], "--body-timeout must be more than 0"),
     (["--body-timeout", "later"], "--body-timeout 'later' is not a duration"),
     (["no-such-model-at-all"], "unknown model 'no-such-model-at-all'"),

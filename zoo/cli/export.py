@@ -13,7 +13,8 @@ from zoo.cli.output import emit_json, handle_errors, json_option, opset_option
 @opset_option
 @click.option("--postprocess/--no-postprocess", default=True, show_default=True,
               help="Decode in the graph too (top-k and labels, boxes after NMS) where ONNX ops allow.")
-@click.option("--top-k", "topk", type=click.IntRange(min=1), default=None, help="How many classes top_k holds.")
+@click.option("--top-k", "topk", type=click.IntRange(1, 1_000_000), default=None,
+              help="How many classes top_k holds (at most the model's classes).")
 @json_option
 @handle_errors
 def export(name: str, out: str, opset: int | None, postprocess: bool, topk: int | None, as_json: bool) -> None:

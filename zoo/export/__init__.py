@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
+from zoo.errors import InputError, ZooError
 from zoo.index.manifest import ImageRecipe, ModelEntry
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ def _image_recipe(recipe: object, model_id: str) -> ImageRecipe:
     return recipe
 
 
+MAX_TOPK = 2**31 - 1  # an int64 constant in the graph: beyond it, the constant itself overflows
+
+
 def build_model(name_or_model: str | Model, *, opset: int | None = None, postprocess: bool = True,
                 topk: int | None = None) -> tuple[onnx.ModelProto, ExportReport]:
     """The exported ModelProto (checked) and its report (path, sha256 and size still empty)."""
@@ -92,6 +95,9 @@ def build_model(name_or_model: str | Model, *, opset: int | None = None, postpro
     from zoo.export import merge, postprocess_graph, preprocess_graph
     from zoo.export.graph import OPSET
 
+    if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+        raise InputError(f"topk={topk!r}: expected a whole number of 1 or more", expected=["topk=5"])
+    topk = None if topk is None else min(topk, MAX_TOPK)  # the graph takes the smaller of k and the classes
     src = _source(name_or_model, opset)
     network = onnx.load(str(src.path))
     graph_inputs = _graph_inputs(network)

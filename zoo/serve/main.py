@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.printable import clipped
 from zoo.serve.state import ServeConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30, None: 1}
+MAX_SIZE = 10**15  # bytes: far beyond any request body a machine can hold
 DRAIN_SECONDS = 30  # SIGTERM: requests in flight get this long to finish
 
 
@@ -37,7 +39,10 @@ def parse_size(text: str, option: str = "--max-body") -> int:
     if not match or float(match.group(1)) <= 0:
         raise ZooError(f"{option} {text!r} is not a size", hint="e.g. 64MB, 8MiB or a number of bytes")
     unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _BYTES[unit])
+    size = float(match.group(1)) * _BYTES[unit]
+    if size > MAX_SIZE:  # 5000 digits are inf to float(), which int() refuses
+        raise ZooError(f"{option} {clipped(text)} is over {MAX_SIZE // 10**12} TB", hint="e.g. 64MB, 8MiB or 2GB")
+    return int(size)
 
 
 def prepare_models(names: Sequence[str]) -> tuple[tuple[str, ...], tuple[tuple[str, Path], ...]]:

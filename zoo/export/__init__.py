@@ -84,7 +84,7 @@ def _image_recipe(recipe: object, model_id: str) -> ImageRecipe:
     return recipe
 
 
-MAX_TOPK = 2**31 - 1  # an int64 constant in the graph: beyond it, the constant itself overflows
+MAX_TOPK = 2**31 - 1  # far past any class count; k is an int64 constant in the graph, which 10**20 overflowed
 
 
 def build_model(name_or_model: str | Model, *, opset: int | None = None, postprocess: bool = True,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import onnxruntime as ort
+import pytest
 from click.testing import CliRunner
 from conftest import DATA, need
 
@@ -104,3 +105,45 @@ def test_a_file_onnxruntime_cannot_load_is_named_as_zoo_predict_names_it(tmp_pat
     assert proc.returncode == 2, proc.stderr
     assert f"error: onnxruntime cannot load {cut}: " in proc.stderr and "INVALID_PROTOBUF" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through Linux's /proc")
+def test_a_killed_bench_leaves_no_worker_running() -> None:
+    """kill -9 (or a timeout) of `zoo bench` left its spawned worker running its --runs at full speed, for good."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    seed("mnist-8")
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "bench", "mnist-8", "--runs", "1000000000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.1)
+        children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent_of(int(pid)) == proc.pid]
+    assert children, "no worker process started"
+    time.sleep(1.0)  # the worker is in its timed runs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), f"workers {children} outlived the killed zoo bench"
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

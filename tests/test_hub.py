@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -244,3 +246,19 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path, locat
         onnx.load(str(path))
     with pytest.raises(Exception, match="External data path validation failed"):
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda: hub.list_models(tags=5), "tags=5 (int)"),
+    (lambda: hub.list_models(tags="vision"), "tags='vision' (str)"),  # its letters were the tags: matched nothing
+    (lambda: hub.list_models(model=["mnist"]), "model=['mnist'] (list)"),
+    (lambda: hub.get_model_info(None), "model=None (NoneType)"),
+    (lambda: hub.load("mnist", opset="8"), "opset='8' (str)"),  # was "no variant has opset 8; available: ... 8"
+    (lambda: hub.set_dir(None), "new_dir=None (NoneType)"),
+])
+def test_arguments_of_the_wrong_kind_are_named(call: Any, words: str) -> None:
+    """They were AttributeErrors and TypeErrors from deep inside."""
+    from zoo.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(words)):
+        call()

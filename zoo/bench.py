@@ -157,6 +157,7 @@ def measure(side: str, spec: BenchSpec) -> Side:
     import numpy  # noqa: F401
     import onnxruntime  # noqa: F401
 
+    _exit_with_parent()
     open_side = _open_zoo if side == "zoo" else _open_raw
     t = time.perf_counter()
     open_side(spec)
@@ -170,6 +171,22 @@ def measure(side: str, spec: BenchSpec) -> Side:
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return Side(side, session.get_providers()[0], cold * 1000, warm * 1000, _percentile(times, 50),
                 _percentile(times, 90), _percentile(times, 99), batch * spec.runs / total, rss_kb / 1024, batch, why)
+
+
+def _exit_with_parent(interval: float = 0.5) -> None:
+    """End this worker once the zoo process that started it is gone (killed, or stopped by a signal
+    it could not clean up after): an orphan went on running its --runs at full speed."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-bench-parent-watch", daemon=True).start()
 
 
 def run(spec: BenchSpec) -> dict[str, Any]:

@@ -171,6 +171,11 @@ class InputError(ZooError, ValueError):
         self.expected = tuple(expected)
         super().__init__(what, hint="expected: " + "; ".join(self.expected))
 
+    @classmethod
+    def wrong_kind(cls, arg: str, value: object, want: str) -> InputError:
+        """An argument of the wrong kind, named: `opset='8' (str)`, expected `want`."""
+        return cls(f"{arg}={value!r} ({type(value).__name__})", expected=[want])
+
 
 class ProviderError(ZooError):
     """An execution provider was requested but is not what onnxruntime uses."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import HashMismatchError, OpsetError, ZooError
+from zoo.errors import HashMismatchError, InputError, OpsetError, ZooError
 from zoo.index.catalog import load_index, normalize
 from zoo.store.hashing import sha256_file
 from zoo.store.pull import pull_entry, test_data_dir
@@ -86,6 +86,19 @@ def raw_record(e: ModelEntry) -> dict[str, Any]:
             "opset_version": e.opset, "metadata": metadata}
 
 
+def _check_args(*, model: object = "", opset: object = None, tags: object = None) -> None:
+    """Refuse arguments of the wrong kind by name (they were AttributeErrors from deep inside, or a str opset
+    that matched nothing: "no variant has opset 8; available: ... (opset 8)")."""
+    wrong = InputError.wrong_kind
+    if not isinstance(model, str):
+        raise wrong("model", model, "a model name such as 'mnist' or 'ResNet50'")
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)):
+        raise wrong("opset", opset, "an int, or None for the highest")
+    if tags is not None and (isinstance(tags, str) or not isinstance(tags, (list, tuple, set))
+                             or not all(isinstance(t, str) for t in tags)):
+        raise wrong("tags", tags, "a list of tag strings, or None")
+
+
 def _check_repo(repo: str) -> None:
     if repo not in _SERVED_REPOS:
         raise ZooError(f"repo {repo!r} is not served by zoo (it serves the zoo's validated models only)",
@@ -94,6 +107,8 @@ def _check_repo(repo: str) -> None:
 
 def set_dir(new_dir: str | os.PathLike[str]) -> None:
     """Set the cache directory (zoo's ZOO_HOME) for this process and the processes it starts."""
+    if not isinstance(new_dir, (str, os.PathLike)):
+        raise InputError.wrong_kind("new_dir", new_dir, "a folder path")
     os.environ["ZOO_HOME"] = os.fspath(Path(new_dir).expanduser())
 
 
@@ -107,6 +122,7 @@ def get_dir() -> str:
 def list_models(repo: str = DEFAULT_REPO, model: str | None = None, tags: list[str] | None = None) -> list[ModelInfo]:
     """The models whose hub name is `model` (any case) and that have any of `tags`; None filters nothing."""
     _check_repo(repo)
+    _check_args(model="" if model is None else model, tags=tags)
     entries = list(load_index().entries)
     if model is not None:
         entries = [e for e in entries if normalize(e.hub_name) == normalize(model)]
@@ -118,6 +134,7 @@ def list_models(repo: str = DEFAULT_REPO, model: str | None = None, tags: list[s
 
 def _resolve(model: str, opset: int | None) -> ModelEntry:
     """onnx.hub's rule (hub name, highest opset, or exactly `opset`), else zoo's own names."""
+    _check_args(model=model, opset=opset)
     index = load_index()
     same = [e for e in index.entries if normalize(e.hub_name) == normalize(model)]
     if not same:

@@ -368,9 +368,7 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
 def _check_load_args(name_or_path: object, *, opset: object, providers: object, recipe: object, labels: object,
                      threads: object) -> None:
     """Refuse arguments of the wrong kind by name, before anything loads (a typo is not a traceback)."""
-    def wrong(arg: str, value: object, want: str) -> InputError:
-        return InputError(f"{arg}={value!r} ({type(value).__name__})", expected=[want])
-
+    wrong = InputError.wrong_kind
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise wrong("name_or_path", name_or_path, "a zoo model name or the path of an .onnx file")
     for arg, value in (("opset", opset), ("threads", threads)):

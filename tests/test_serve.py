@@ -33,9 +33,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[Server]:
-    # A long --max-delay-ms makes batching under 32 concurrent requests certain, not a matter of timing.
+    # A long --max-delay-ms makes batching under 32 concurrent requests certain, not a matter of timing, and
+    # --fill-batches not a matter of what batches cost on this CPU (tests/test_serve_lifecycle.py tests that choice).
     srv = start(home, home.parent / "serve.log", BATCHED, FIXED, "--max-delay-ms", "50", "--max-body", "4MB",
-                "--threads", "1")
+                "--threads", "1", "--fill-batches")
     yield srv
     assert srv.stop() == 0, srv.stderr()
 

@@ -45,6 +45,8 @@ def test_lazy_loads_once_then_lru_and_keep_alive(tmp_path: Path) -> None:
         assert server.metric("zoo_model_loads_total", model=BATCHED, outcome="ok") == 1
         assert post(FIXED) == "tree frog"
         assert _loaded(server.url) == [FIXED]  # --max-loaded 1: the least recently used one went
+        row = requests.get(f"{server.url}/v1/models", headers=AUTH, timeout=30).json()["loaded"][0]
+        assert list(row["run_ms_per_row"]) == ["images"] and row["run_ms_per_row"]["images"]["1"] > 0  # its run, timed
         deadline = time.monotonic() + 10
         while _loaded(server.url) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -381,3 +383,115 @@ def test_an_input_onnxruntime_refuses_is_a_400_over_http(tmp_path: Path) -> None
     assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [8.0, 9.0]
     server.proc.send_signal(15)
     assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()
+
+
+def _costs(max_batch: int = 4, **measured: float) -> Any:
+    """A RowCosts that has measured these sizes (keyword r<rows>=CPU ms per row), one run each."""
+    from zoo.serve.batching import RowCosts
+
+    costs = RowCosts(max_batch)
+    for name, ms in measured.items():
+        rows = int(name.removeprefix("r"))
+        costs.observe(rows, ms * rows / 1000)
+    return costs
+
+
+def test_run_sizes_not_yet_measured_are_tried_first_largest_first() -> None:
+    costs = _costs()
+    assert costs.goal() == 4  # nothing measured: wait for a full run, as a plain batcher does
+    assert costs.rows_to_take(9) == 4 and costs.rows_to_take(3) == 3 and costs.rows_to_take(1) == 1
+    assert _costs(r4=2.0).rows_to_take(9) == 3  # 4 is measured, 3 is not yet
+    assert _costs(r1=2.0).rows_to_take(1) == 1  # a lone row runs alone whatever is measured
+
+
+def test_runs_take_the_smallest_size_within_the_slack_of_the_cheapest() -> None:
+    # Batches 2-7 % cheaper per row than singles (as measured on 2 cores): singles win, latency and queue kept.
+    close = _costs(r1=2.37, r2=2.33, r3=2.21, r4=2.26)
+    assert close.goal() == 1 and close.rows_to_take(8) == 1
+    # A batch that saves more than the slack is taken; the smallest such, when a bigger one saves little more.
+    paying = _costs(r1=10.0, r2=7.2, r3=7.1, r4=7.0)
+    assert paying.goal() == 2 and paying.rows_to_take(8) == 2
+    assert _costs(r1=10.0, r2=9.5, r3=9.4, r4=6.0).rows_to_take(8) == 4
+    # Only what the queue holds is a choice: with 3 rows queued, 4's cost does not count.
+    assert _costs(r1=10.0, r2=9.8, r3=9.6, r4=6.0).rows_to_take(3) == 1
+
+
+def test_every_explore_th_choice_measures_another_size_in_turn() -> None:
+    from zoo.serve.batching import RowCosts
+
+    costs = _costs(r1=2.0, r2=3.0, r3=3.0, r4=3.0)
+    picks = [costs.rows_to_take(4) for _ in range(3 * RowCosts.EXPLORE)]
+    explored = [(i, n) for i, n in enumerate(picks, 1) if n != 1]
+    assert [i for i, _ in explored] == [RowCosts.EXPLORE, 2 * RowCosts.EXPLORE, 3 * RowCosts.EXPLORE]
+    assert sorted(n for _, n in explored) == [2, 3, 4]  # each other size in turn
+
+
+def test_costs_are_moving_averages_and_sizes_past_max_batch_are_not_kept() -> None:
+    from zoo.serve.batching import RowCosts
+
+    costs = RowCosts(4)
+    costs.observe(2, 0.004)  # 2 ms per row
+    costs.observe(2, 0.012)  # 6 ms per row: the average moves a quarter of the way
+    costs.observe(9, 0.009)  # one request's own 9 rows ran alone: not a size the batcher chose
+    assert costs.snapshot() == pytest.approx({2: 0.002 + RowCosts.ALPHA * 0.004})
+    costs.observe(0, 1.0)
+    costs.observe(1, -1.0)
+    assert list(costs.snapshot()) == [2]
+
+
+def test_fill_batches_always_takes_up_to_max_batch() -> None:
+    from zoo.serve.batching import RowCosts
+
+    fill = RowCosts(4, adapt=False)
+    fill.observe(1, 0.001)
+    fill.observe(4, 0.040)  # 10x dearer per row, still taken
+    assert fill.goal() == 4
+    assert [fill.rows_to_take(n) for n in (1, 3, 9)] == [1, 3, 4]
+
+
+def test_workers_measure_their_runs_and_choose_by_them() -> None:
+    """Through real lanes: a run's thread CPU time is what is learned, and singles win where batches cost more."""
+    import asyncio
+
+    from zoo.serve.batching import Batcher, Lanes
+
+    groups: list[int] = []
+
+    def run(items: list[int]) -> list[int]:  # CPU work per row grows with the batch: batching never pays
+        groups.append(len(items))
+        end = time.thread_time() + 0.002 * len(items) ** 2
+        while time.thread_time() < end:
+            pass
+        return items
+
+    async def scenario() -> dict[int, float]:
+        lanes = Lanes(1, max_delay=0.0)
+        batcher: Batcher[int, int] = Batcher(run, max_batch=4, lanes=lanes)
+        for _ in range(6):  # 8 at a time: the queue always holds more than one run could take
+            assert await asyncio.gather(*(batcher.submit("k", i) for i in range(8))) == list(range(8))
+        await batcher.close()
+        lanes.close()
+        return batcher.costs.snapshot()
+
+    measured = asyncio.run(scenario())
+    assert set(measured) == {1, 2, 3, 4}  # every size was tried
+    assert measured[4] > 3 * measured[1]  # thread CPU per row: 4 rows cost 4x per row here
+    tried = next(i for i in range(len(groups)) if {1, 2, 3, 4} <= set(groups[:i + 1]))
+    after = groups[tried + 1:]
+    assert after and after.count(1) >= len(after) - 2, groups  # singles from then on, but for a rare exploration
+
+
+def test_served_models_learn_run_sizes_unless_told_to_fill(tmp_path: Path, isolated_env: Path) -> None:
+    import zoo
+    from zoo.serve.metrics import Metrics
+    from zoo.serve.models import PoolConfig, Served
+
+    model = zoo.load(_gather_model(tmp_path / "gather.onnx"), threads=1)
+    assert model.report.primary == "CPUExecutionProvider"
+    learning = Served("file:gather", model, config=PoolConfig(), metrics=Metrics(), pinned=False)
+    filling = Served("file:gather", model, config=PoolConfig(adapt_batch=False), metrics=Metrics(), pinned=False)
+    assert learning.tensors.costs.adapt and learning.images.costs.adapt
+    assert not filling.tensors.costs.adapt and not filling.images.costs.adapt
+    assert learning.to_dict()["run_ms_per_row"] == {}  # nothing run yet: nothing measured
+    learning.tensors.costs.observe(1, 0.003)
+    assert learning.to_dict()["run_ms_per_row"] == {"tensors": {"1": 3.0}}

@@ -13,7 +13,12 @@ from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
               help="Address to listen on. Anything but loopback needs --token or --no-auth.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--max-batch", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Most rows one session run takes (models with a dynamic batch axis); more pays on many cores.")
+              help="Most rows one session run takes (models with a dynamic batch axis). Up to it, each run "
+                   "takes the size that has cost this machine the least CPU per row so far (measured on the "
+                   "runs, other sizes retried 1 run in 32).")
+@click.option("--fill-batches", is_flag=True,
+              help="Always run as many queued rows together as --max-batch allows, instead of the measured "
+                   "cheapest size.")
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=FiniteRange(0, 10_000),
               help="How long a request may wait for others to share its run.")
 @click.option("--keep-alive", default="5m", show_default=True,
@@ -35,9 +40,9 @@ from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
                    "load; one client at a time gets lower latency from --concurrency 1 (all cores per run). "
                    "Runs that fill the cores one thread each keep to a core each.")
 @handle_errors
-def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_delay_ms: float, keep_alive: str,
-          max_loaded: int, token: str | None, no_auth: bool, threads: int | None, provider: str | None,
-          max_body: str, body_timeout: str, concurrency: int) -> None:
+def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, fill_batches: bool, max_delay_ms: float,
+          keep_alive: str, max_loaded: int, token: str | None, no_auth: bool, threads: int | None,
+          provider: str | None, max_body: str, body_timeout: str, concurrency: int) -> None:
     """Serve zoo models over HTTP: the Open Inference Protocol (KServe v2, Triton clients) and an image endpoint.
 
     MODELs named here are pulled and loaded before the server reports ready (one that
@@ -60,7 +65,8 @@ def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, max_del
         raise ZooError(f"zoo serve needs the serve extra ({exc.name} is missing)",
                        hint="pip install 'zoo-client[serve]'") from None
     access = auth.decide(host, token, no_auth=no_auth)
-    pool = PoolConfig(max_batch=max_batch, max_delay=max_delay_ms / 1000, keep_alive=main.parse_duration(keep_alive),
+    pool = PoolConfig(max_batch=max_batch, adapt_batch=not fill_batches, max_delay=max_delay_ms / 1000,
+                      keep_alive=main.parse_duration(keep_alive),
                       max_loaded=max_loaded, slots=concurrency, threads=threads, providers=provider)
     limit = main.parse_size(max_body)
     stall = main.parse_duration(body_timeout, "--body-timeout")

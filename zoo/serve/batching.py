@@ -15,6 +15,9 @@ prepared (decoded, parsed) in other threads, it waits for them up to `max_delay`
 when none is, it runs at once, so a lone request pays no delay. Under load the queues
 fill while the workers are busy, and batches grow without waiting at all.
 
+How many rows a run takes is learned (RowCosts): whether batching pays depends on the CPU
+and the model, and zoo measures it on the runs themselves instead of assuming it does.
+
 When the runs fill the cores one intra-op thread each, each worker keeps to a core of its
 own. Left to the scheduler, the two workers of a 2-core machine, woken from the same event
 loop, were stacked on one core for up to 10 ms at a time while the other idled (perf sched:
@@ -44,6 +47,76 @@ class _Job(Generic[T, R]):
     future: asyncio.Future[R]
     loop: asyncio.AbstractEventLoop
     queued: float = field(default_factory=time.monotonic)
+
+
+class RowCosts:
+    """Which run size (rows) to take: the smallest that costs this machine about the least CPU per row.
+
+    A run's cost is its worker thread's CPU time (time.thread_time: what the run itself used,
+    not the time it lost to other threads on its core), divided by its rows, kept per size as a
+    moving average. A worker takes the smallest size the queue can fill whose cost is within
+    SLACK of the cheapest known. Two exceptions keep the figures true: a size not yet measured
+    is tried first (so the first runs under load fill up to `max_batch`, as a plain batcher
+    would), and every EXPLORE-th choice takes another size in turn, so that a size once slower
+    is measured again as the machine's speed drifts.
+
+    Why the smallest within SLACK, not the cheapest: a bigger run makes each of its requests
+    wait for all its rows, and takes from the queue what the other runs in flight would have
+    run next: at 8 clients on 2 lanes, batches of 4 hold every request, and a lane that ends
+    finds nothing queued while the answers go out and the next bodies come in. Its CPU per row
+    does not show that. On 2 cores (mobilenetv2-12-int8, 8 clients) batches of 2-4 cost 2-7 %
+    less CPU per row than singles (AMD EPYC, Zen 5; about 4 % on an Intel Xeon with AMX), yet
+    zoo serve answered 5-12 % more requests per second in singles. `adapt=False` always fills
+    up to `max_batch` (zoo serve --fill-batches, and runs on a GPU).
+    """
+
+    EXPLORE = 32  # one choice in this many measures another size
+    ALPHA = 0.25  # the weight of a new run in a size's moving average
+    SLACK = 0.10  # a bigger run must save more than this share of CPU per row
+
+    __slots__ = ("_cost", "_turn", "adapt", "max_batch")
+
+    def __init__(self, max_batch: int, *, adapt: bool = True) -> None:
+        self.max_batch, self.adapt = max(1, max_batch), adapt
+        self._cost: dict[int, float] = {}  # rows -> CPU seconds per row
+        self._turn = 0
+
+    def goal(self) -> int:
+        """The rows a run should wait for: the size chosen from all measured (`max_batch` until one is)."""
+        if not self.adapt or not self._cost:
+            return self.max_batch
+        return self._choose(sorted(self._cost))
+
+    def _choose(self, sizes: list[int]) -> int:
+        """The smallest of these measured sizes whose cost per row is within SLACK of the cheapest's."""
+        limit = min(self._cost[n] for n in sizes) * (1 + self.SLACK)
+        return next(n for n in sizes if self._cost[n] <= limit)
+
+    def rows_to_take(self, queued: int) -> int:
+        """How many of `queued` rows the next run takes."""
+        top = min(queued, self.max_batch)
+        if not self.adapt or top <= 1:
+            return max(1, top)
+        untried = [n for n in range(top, 0, -1) if n not in self._cost]
+        if untried:
+            return untried[0]
+        best = self._choose(list(range(1, top + 1)))
+        self._turn += 1
+        if self._turn % self.EXPLORE:
+            return best
+        others = [n for n in range(1, top + 1) if n != best]
+        return others[(self._turn // self.EXPLORE) % len(others)]
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Count one run of `rows` rows that cost `seconds` of its thread's CPU."""
+        if not 1 <= rows <= self.max_batch or seconds < 0:  # one request's own rows past max_batch: not a choice
+            return
+        per_row, old = seconds / rows, self._cost.get(rows)
+        self._cost[rows] = per_row if old is None else old + self.ALPHA * (per_row - old)
+
+    def snapshot(self) -> dict[int, float]:
+        """CPU seconds per row by run size, as measured so far."""
+        return dict(sorted(self._cost.items()))
 
 
 class Lanes:
@@ -98,10 +171,13 @@ class Lanes:
             with suppress(OSError):  # a core taken away since (cpuset): run anywhere
                 os.sched_setaffinity(0, {core})  # 0: this thread
         done: Batcher[Any, Any] | None = None
+        cost: tuple[int, float] | None = None
         while True:
             with self._cond:
                 if done is not None:
                     done._running -= 1
+                    if cost is not None:
+                        done.costs.observe(*cost)
                 group = self._next_group()
                 if group is None:
                     self._alive -= 1
@@ -109,7 +185,7 @@ class Lanes:
                         self._on_core[core] -= 1
                     return
             done, jobs = group
-            _run_group(done, jobs)
+            cost = _run_group(done, jobs)
 
     def _next_group(self) -> tuple[Batcher[Any, Any], list[_Job[Any, Any]]] | None:
         """Wait (holding the lock) for a group that is due; None once closed with nothing queued."""
@@ -122,18 +198,20 @@ class Lanes:
             key = min(self._queues, key=lambda k: self._queues[k][0].queued)
             queue, batcher = self._queues[key], key[0]
             wait = queue[0].queued + self.max_delay - time.monotonic()
-            if wait <= 0 or batcher._arriving == 0 or sum(j.weight for j in queue) >= batcher.max_batch:
-                jobs = self._take(key)
+            queued = sum(j.weight for j in queue)
+            if wait <= 0 or batcher._arriving == 0 or queued >= batcher.costs.goal():
+                jobs = self._take(key, batcher.costs.rows_to_take(queued))
                 if jobs:
                     batcher._running += 1
                     return batcher, jobs
                 continue
             self._cond.wait(wait)
 
-    def _take(self, key: tuple[Batcher[Any, Any], Hashable]) -> list[_Job[Any, Any]]:
+    def _take(self, key: tuple[Batcher[Any, Any], Hashable], limit: int) -> list[_Job[Any, Any]]:
+        """The oldest jobs of a queue, up to `limit` rows (at least one job)."""
         queue, batcher, rows = self._queues[key], key[0], 0
         jobs: list[_Job[Any, Any]] = []
-        while queue and (not jobs or rows + queue[0].weight <= batcher.max_batch):
+        while queue and (not jobs or rows + queue[0].weight <= limit):
             job = queue.popleft()
             batcher._depth -= 1
             if batcher.on_depth is not None:
@@ -147,17 +225,25 @@ class Lanes:
         return jobs
 
 
-def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]]) -> None:
-    """Run one group in this worker thread and hand the answers to the loop: one wake-up per run."""
+def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]]) -> tuple[int, float] | None:
+    """Run one group in this worker thread and hand the answers to the loop: one wake-up per run.
+
+    Returns the run's rows and its CPU seconds (this thread's), or None when it failed.
+    """
+    rows = sum(j.weight for j in jobs)
+    cost: tuple[int, float] | None = None
     try:
         if batcher.on_batch is not None:
-            batcher.on_batch(sum(j.weight for j in jobs))
+            batcher.on_batch(rows)
+        started = time.thread_time()
         results: Sequence[Any] | None = batcher.run([j.item for j in jobs])
         failure: BaseException | None = None
+        cost = rows, time.thread_time() - started
     except BaseException as exc:  # the run failed: every request of the group gets the reason; the worker lives on
         results, failure = None, exc
     with suppress(RuntimeError):  # the loop is closed: the server stopped, nobody to answer
         jobs[0].loop.call_soon_threadsafe(_answer, jobs, results, failure)
+    return cost
 
 
 def _answer(jobs: list[_Job[Any, Any]], results: Sequence[Any] | None, failure: BaseException | None) -> None:
@@ -181,8 +267,9 @@ class Batcher(Generic[T, R]):
 
     def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int, lanes: Lanes,
                  on_batch: Callable[[int], None] | None = None,
-                 on_depth: Callable[[int], None] | None = None) -> None:
+                 on_depth: Callable[[int], None] | None = None, adapt: bool = True) -> None:
         self.run, self.max_batch, self.lanes = run, max(1, max_batch), lanes
+        self.costs = RowCosts(self.max_batch, adapt=adapt)  # read and changed under the lanes' lock
         self.on_batch, self.on_depth = on_batch, on_depth
         # Changed under the lanes' lock only: the workers read them.
         self._arriving = 0

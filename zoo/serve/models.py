@@ -51,6 +51,7 @@ class PoolConfig:
     # Measured on 2 cores (mobilenetv2-12-int8, 32 clients): batches of up to 16 rows ran 0.77x a plain
     # unbatched server, up to 4 rows 1.09x (4 interleaved windows each; bigger batches likely outgrow the caches).
     max_batch: int = 4
+    adapt_batch: bool = True  # each run takes the measured cheapest size up to max_batch (batching.RowCosts)
     max_delay: float = 0.002  # seconds
     keep_alive: float | None = 300.0  # seconds after the last request; None: forever
     max_loaded: int = 4
@@ -100,7 +101,11 @@ class Served:
         # Shared: image and tensor runs count alike against the runs in flight.
         self.lanes = Lanes(config.slots, max_delay=config.max_delay, name=f"zoo-run-{name}", cores=config.lane_cores)
         batch_size, queue_depth = metrics.batch_size.labels(name), metrics.queue_depth.labels(name)
-        common: dict[str, Any] = {"lanes": self.lanes, "on_batch": batch_size.observe, "on_depth": queue_depth.inc}
+        # The run sizes are chosen by CPU time per row (batching.RowCosts): a measure of the CPU's work, not
+        # of a GPU's, whose runs fill up to max_batch.
+        adapt = config.adapt_batch and model.report.primary == "CPUExecutionProvider"
+        common: dict[str, Any] = {"lanes": self.lanes, "on_batch": batch_size.observe, "on_depth": queue_depth.inc,
+                                  "adapt": adapt}
         self.images: Batcher[ImageJob, Prediction] = Batcher(
             self._run_images, max_batch=min(config.max_batch, model.max_batch), **common)
         self.tensors: Batcher[Feeds, Feeds] = Batcher(
@@ -131,8 +136,11 @@ class Served:
 
     def to_dict(self) -> dict[str, Any]:
         now = time.time()
+        costs = {kind: {str(rows): round(cost * 1000, 3) for rows, cost in batcher.costs.snapshot().items()}
+                 for kind, batcher in (("images", self.images), ("tensors", self.tensors))}
         return {"name": self.model.name, "provider": self.model.report.primary, "task": self.model.task,
                 "max_batch": self.images.max_batch if self.model.runner.kind == "image" else self.tensors.max_batch,
+                "run_ms_per_row": {kind: cost for kind, cost in costs.items() if cost},  # what batching costs here
                 "pinned": self.pinned, "in_flight": self.in_flight, "queued": self.images.depth + self.tensors.depth,
                 "loaded_for_s": round(now - self.loaded_at, 1), "idle_for_s": round(now - self.last_used, 1)}
 

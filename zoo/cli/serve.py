@@ -14,11 +14,11 @@ from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option("--max-batch", default=4, show_default=True, type=click.IntRange(1, 64),
               help="Most rows one session run takes (models with a dynamic batch axis). Up to it, each run "
-                   "takes the size that has cost this machine the least CPU per row so far (measured on the "
-                   "runs, other sizes retried 1 run in 32).")
+                   "takes the smallest size within 10% of the least CPU per row measured on this machine's "
+                   "runs (other sizes retried 1 run in 32).")
 @click.option("--fill-batches", is_flag=True,
               help="Always run as many queued rows together as --max-batch allows, instead of the measured "
-                   "cheapest size.")
+                   "choice.")
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=FiniteRange(0, 10_000),
               help="How long a request may wait for others to share its run.")
 @click.option("--keep-alive", default="5m", show_default=True,

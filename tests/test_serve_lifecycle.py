@@ -439,6 +439,41 @@ def test_costs_are_moving_averages_and_sizes_past_max_batch_are_not_kept() -> No
     assert list(costs.snapshot()) == [2]
 
 
+def test_other_sizes_are_judged_against_the_reference_as_it_runs_now() -> None:
+    # Singles measured at 2.0 ms, pairs at 2.1: then the machine slows down by half. The singles'
+    # figure follows (their runs are the many); the pairs' follows with it, as a ratio, instead of
+    # staying at a figure from the faster second and winning the choice by it.
+    costs = _costs(r1=2.0, r2=2.1, r3=2.2, r4=2.3)
+    for _ in range(40):
+        costs.observe(1, 0.003)
+    assert costs.goal() == 1 and costs.rows_to_take(8) == 1
+    assert costs.snapshot()[2] == pytest.approx(0.003 * 2.1 / 2.0, rel=1e-3)
+    # A size that really is cheaper, measured against the slower reference, takes over and becomes it.
+    for _ in range(20):
+        costs.observe(4, 4 * 0.0024)
+        costs.observe(1, 0.003)
+    assert costs.goal() == 4 and costs.rows_to_take(8) == 4
+    assert costs.snapshot()[4] == pytest.approx(0.0024, rel=0.05)
+
+
+def test_the_choice_holds_on_a_noisy_drifting_machine_where_sizes_cost_alike() -> None:
+    """Runs of every size cost the same per row, times a drift of +-30 % over seconds and +-20 % noise per run
+    (as on a shared 2-core VM): the batcher keeps to singles but for its explorations."""
+    import math
+    import random
+
+    from zoo.serve.batching import RowCosts
+
+    rng, costs, picks = random.Random(7), RowCosts(4), []
+    for i in range(20000):  # about a minute of runs at 300 per second
+        rows = costs.rows_to_take(8)
+        speed = 1 + 0.3 * math.sin(i / 600)  # a slow swing, a few seconds long
+        costs.observe(rows, rows * 0.002 * speed * rng.uniform(0.8, 1.2))
+        picks.append(rows)
+    steady = picks[1000:]
+    assert steady.count(1) / len(steady) > 0.9, {n: steady.count(n) for n in (1, 2, 3, 4)}
+
+
 def test_fill_batches_always_takes_up_to_max_batch() -> None:
     from zoo.serve.batching import RowCosts
 

@@ -53,12 +53,20 @@ class RowCosts:
     """Which run size (rows) to take: the smallest that costs this machine about the least CPU per row.
 
     A run's cost is its worker thread's CPU time (time.thread_time: what the run itself used,
-    not the time it lost to other threads on its core), divided by its rows, kept per size as a
-    moving average. A worker takes the smallest size the queue can fill whose cost is within
-    SLACK of the cheapest known. Two exceptions keep the figures true: a size not yet measured
-    is tried first (so the first runs under load fill up to `max_batch`, as a plain batcher
-    would), and every EXPLORE-th choice takes another size in turn, so that a size once slower
-    is measured again as the machine's speed drifts.
+    not the time it lost to other threads on its core), divided by its rows. A worker takes
+    the smallest size the queue can fill whose cost is within SLACK of the cheapest. Two
+    exceptions keep the figures true: a size not yet measured is tried first (so the first runs
+    under load fill up to `max_batch`, as a plain batcher would), and every EXPLORE-th choice
+    takes another size in turn, so that a size once slower is measured again.
+
+    The figures are relative. The size runs take now (the reference) keeps a moving average
+    of its cost, over the many runs it makes; every run of another size is compared with that
+    average as it stands at the time, and those ratios are averaged per size. A shared machine
+    changes speed by a third within seconds (2 cores of an AMD EPYC VM), and a size run 1 time
+    in 100 would otherwise be judged by figures from another second than the reference's: on
+    absolute figures, with all sizes costing the same, the choice flipped to batches for a quarter
+    of the runs. When another size becomes the choice, it becomes the reference and the ratios are
+    rescaled to it.
 
     Why the smallest within SLACK, not the cheapest: a bigger run makes each of its requests
     wait for all its rows, and takes from the queue what the other runs in flight would have
@@ -71,36 +79,39 @@ class RowCosts:
     """
 
     EXPLORE = 32  # one choice in this many measures another size
-    ALPHA = 0.25  # the weight of a new run in a size's moving average
+    ALPHA = 0.25  # the weight of a new run in the reference size's moving average
+    RATIO_ALPHA = 0.1  # the weight of a new run in another size's average ratio to the reference
     SLACK = 0.10  # a bigger run must save more than this share of CPU per row
 
-    __slots__ = ("_cost", "_turn", "adapt", "max_batch")
+    __slots__ = ("_level", "_ratio", "_reference", "_turn", "adapt", "max_batch")
 
     def __init__(self, max_batch: int, *, adapt: bool = True) -> None:
         self.max_batch, self.adapt = max(1, max_batch), adapt
-        self._cost: dict[int, float] = {}  # rows -> CPU seconds per row
+        self._reference: int | None = None  # the size whose cost the others are measured against
+        self._level = 0.0  # the reference's CPU seconds per row, a moving average
+        self._ratio: dict[int, float] = {}  # rows -> CPU per row / the reference's (the reference: 1)
         self._turn = 0
 
     def goal(self) -> int:
         """The rows a run should wait for: the size chosen from all measured (`max_batch` until one is)."""
-        if not self.adapt or not self._cost:
+        if not self.adapt or self._reference is None:
             return self.max_batch
-        return self._choose(sorted(self._cost))
+        return self._reference
 
-    def _choose(self, sizes: list[int]) -> int:
+    def _choose(self, sizes: Sequence[int]) -> int:
         """The smallest of these measured sizes whose cost per row is within SLACK of the cheapest's."""
-        limit = min(self._cost[n] for n in sizes) * (1 + self.SLACK)
-        return next(n for n in sizes if self._cost[n] <= limit)
+        limit = min(self._ratio[n] for n in sizes) * (1 + self.SLACK)
+        return next(n for n in sizes if self._ratio[n] <= limit)
 
     def rows_to_take(self, queued: int) -> int:
         """How many of `queued` rows the next run takes."""
         top = min(queued, self.max_batch)
         if not self.adapt or top <= 1:
             return max(1, top)
-        untried = [n for n in range(top, 0, -1) if n not in self._cost]
+        untried = [n for n in range(top, 0, -1) if n not in self._ratio]
         if untried:
             return untried[0]
-        best = self._choose(list(range(1, top + 1)))
+        best = self._choose(range(1, top + 1))
         self._turn += 1
         if self._turn % self.EXPLORE:
             return best
@@ -111,12 +122,24 @@ class RowCosts:
         """Count one run of `rows` rows that cost `seconds` of its thread's CPU."""
         if not 1 <= rows <= self.max_batch or seconds < 0:  # one request's own rows past max_batch: not a choice
             return
-        per_row, old = seconds / rows, self._cost.get(rows)
-        self._cost[rows] = per_row if old is None else old + self.ALPHA * (per_row - old)
+        per_row = seconds / rows
+        if self._reference is None:
+            self._reference, self._level, self._ratio[rows] = rows, per_row, 1.0
+        elif rows == self._reference:
+            self._level += self.ALPHA * (per_row - self._level)
+        else:
+            ratio, old = per_row / max(self._level, 1e-9), self._ratio.get(rows)
+            self._ratio[rows] = ratio if old is None else old + self.RATIO_ALPHA * (ratio - old)
+        best = self._choose(sorted(self._ratio))
+        if best != self._reference:  # the choice moved: measure against it from now on
+            scale = self._ratio[best]
+            self._ratio = {n: r / scale for n, r in self._ratio.items()}
+            self._level *= scale
+            self._reference = best
 
     def snapshot(self) -> dict[int, float]:
-        """CPU seconds per row by run size, as measured so far."""
-        return dict(sorted(self._cost.items()))
+        """CPU seconds per row by run size: the reference's moving average, scaled by each size's ratio to it."""
+        return {n: self._level * self._ratio[n] for n in sorted(self._ratio)}
 
 
 class Lanes:

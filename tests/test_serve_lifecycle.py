@@ -474,6 +474,16 @@ def test_the_choice_holds_on_a_noisy_drifting_machine_where_sizes_cost_alike() -
     assert steady.count(1) / len(steady) > 0.9, {n: steady.count(n) for n in (1, 2, 3, 4)}
 
 
+def test_runs_a_coarse_clock_reads_as_zero_seconds_do_not_break_the_choice() -> None:
+    from zoo.serve.batching import RowCosts
+
+    costs = RowCosts(4)
+    for rows, seconds in [(4, 0.0), (3, 0.0156), (2, 0.0), (1, 0.0), (1, 0.0156), (2, 0.0156), (4, 0.0)]:
+        costs.observe(rows, seconds)  # a zero first, then as the reference, then rescaled to: no ZeroDivisionError
+    assert costs.goal() in (1, 2, 3, 4) and 1 <= costs.rows_to_take(8) <= 4
+    assert all(v >= 0 for v in costs.snapshot().values()) and set(costs.snapshot()) == {1, 2, 3, 4}
+
+
 def test_fill_batches_always_takes_up_to_max_batch() -> None:
     from zoo.serve.batching import RowCosts
 

@@ -122,13 +122,15 @@ class RowCosts:
         """Count one run of `rows` rows that cost `seconds` of its thread's CPU."""
         if not 1 <= rows <= self.max_batch or seconds < 0:  # one request's own rows past max_batch: not a choice
             return
-        per_row = seconds / rows
+        # A clock coarser than a run (thread_time ticks every 15.6 ms on Windows) reads 0: kept above 0,
+        # so that a ratio to it, or a rescale by it, never divides by zero.
+        per_row = max(seconds / rows, 1e-9)
         if self._reference is None:
             self._reference, self._level, self._ratio[rows] = rows, per_row, 1.0
         elif rows == self._reference:
             self._level += self.ALPHA * (per_row - self._level)
         else:
-            ratio, old = per_row / max(self._level, 1e-9), self._ratio.get(rows)
+            ratio, old = per_row / self._level, self._ratio.get(rows)
             self._ratio[rows] = ratio if old is None else old + self.RATIO_ALPHA * (ratio - old)
         best = self._choose(sorted(self._ratio))
         if best != self._reference:  # the choice moved: measure against it from now on

@@ -28,6 +28,8 @@ def _loaded(url: str) -> list[str]:
 
 
 def test_lazy_loads_once_then_lru_and_keep_alive(tmp_path: Path) -> None:
+    from zoo.serve.models import PoolConfig
+
     home = seed_home(tmp_path / "home", BATCHED, FIXED)
     server = start(home, tmp_path / "serve.log", "--max-loaded", "1", "--keep-alive", "1s", env={"ZOO_SERVE_TOKEN":
                                                                                                  TOKEN})
@@ -46,7 +48,12 @@ def test_lazy_loads_once_then_lru_and_keep_alive(tmp_path: Path) -> None:
         assert post(FIXED) == "tree frog"
         assert _loaded(server.url) == [FIXED]  # --max-loaded 1: the least recently used one went
         row = requests.get(f"{server.url}/v1/models", headers=AUTH, timeout=30).json()["loaded"][0]
-        assert list(row["run_ms_per_row"]) == ["images"] and row["run_ms_per_row"]["images"]["1"] > 0  # its run, timed
+        lone = PoolConfig().lone_threads  # the server's defaults on this machine's cores
+        assert row["lone_run_threads"] == lone
+        if lone is None:  # one core: its one run went through the lanes' session, and was timed
+            assert list(row["run_ms_per_row"]) == ["images"] and row["run_ms_per_row"]["images"]["1"] > 0
+        else:  # it ran alone, on the session of every core's threads: no measure of the run sizes
+            assert row["run_ms_per_row"] == {}
         deadline = time.monotonic() + 10
         while _loaded(server.url) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -524,6 +531,144 @@ def test_workers_measure_their_runs_and_choose_by_them() -> None:
     tried = next(i for i in range(len(groups)) if {1, 2, 3, 4} <= set(groups[:i + 1]))
     after = groups[tried + 1:]
     assert after and after.count(1) >= len(after) - 2, groups  # singles from then on, but for a rare exploration
+
+
+def test_a_group_that_has_the_lanes_alone_goes_to_run_alone_and_is_not_timed() -> None:
+    """One client at a time: its run takes the session of every core's threads; runs that overlap do not."""
+    import asyncio
+
+    from zoo.serve.batching import Batcher, Lanes
+
+    alone_groups: list[list[int]] = []
+    shared_groups: list[list[int]] = []
+    gate = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        shared_groups.append(list(items))
+        return [i * 10 for i in items]
+
+    def run_alone(items: list[int]) -> list[int]:
+        alone_groups.append(list(items))
+        gate.wait(10)
+        return [i * 10 for i in items]
+
+    async def scenario() -> tuple[list[int], dict[int, float], int]:
+        lanes = Lanes(2, max_delay=0.5)
+        batcher: Batcher[int, int] = Batcher(run, max_batch=8, lanes=lanes, run_alone=run_alone)
+        first = asyncio.ensure_future(batcher.submit("k", 1))  # nothing else in flight: alone
+        await asyncio.sleep(0.05)
+        second = await asyncio.wait_for(batcher.submit("k", 2), 5)  # beside the run of 1: the shared session
+        gate.set()
+        answers = [await first, second]
+        while not batcher.idle():  # the lane that ran 1 counts it done just after answering it
+            await asyncio.sleep(0.01)
+        answers.append(await batcher.submit("k", 3))  # alone again
+        await batcher.close()
+        lanes.close()
+        return answers, batcher.costs.snapshot(), lanes.runs_alone
+
+    answers, costs, runs_alone = asyncio.run(scenario())
+    assert answers == [10, 20, 30]
+    assert alone_groups == [[1], [3]] and shared_groups == [[2]] and runs_alone == 2
+    assert list(costs) == [1]  # only the shared run was timed: a lone run's threads are not the lanes'
+
+
+def test_under_load_a_moment_of_idle_lanes_does_not_start_a_wide_run() -> None:
+    """Runs that kept overlapping: the next one stays on the shared session, though it finds the lanes idle."""
+    import asyncio
+
+    from zoo.serve.batching import Batcher, Lanes
+
+    went: list[str] = []
+
+    def run(items: list[int]) -> list[int]:
+        went.append("shared")
+        time.sleep(0.03)
+        return items
+
+    def run_alone(items: list[int]) -> list[int]:
+        went.append("alone")
+        return items
+
+    async def scenario() -> list[str]:
+        lanes = Lanes(2, max_delay=0.0)
+        batcher: Batcher[int, int] = Batcher(run, max_batch=1, lanes=lanes, run_alone=run_alone)
+        assert await batcher.submit("k", 0) == 0  # a first client alone: the wide session
+        for i in range(12):  # then two clients at a time: every other run starts beside another
+            assert await asyncio.gather(batcher.submit("k", i), batcher.submit("k", i)) == [i, i]
+        while not batcher.idle():
+            await asyncio.sleep(0.01)
+        went.append("|")
+        assert await batcher.submit("k", 99) == 99  # the lanes are idle, but load has been the rule
+        await batcher.close()
+        lanes.close()
+        return went
+
+    went = asyncio.run(scenario())
+    assert went[0] == "alone"
+    assert went[-2:] == ["|", "shared"], went
+
+
+def test_lone_runs_get_the_threads_all_runs_in_flight_would_use() -> None:
+    from zoo.serve.models import PoolConfig, cpu_cores
+
+    cores = cpu_cores()
+    assert PoolConfig(slots=2, threads=1).lone_threads == (2 if cores >= 2 else None)
+    assert PoolConfig(slots=64, threads=1).lone_threads == (cores if cores > 1 else None)  # at most the cores
+    assert PoolConfig(slots=1).lone_threads is None  # one run in flight: it has them all already
+    assert PoolConfig(slots=2, threads=cores).lone_threads is None  # one run uses every core already
+
+
+def test_the_pool_gives_small_cpu_models_a_session_for_lone_runs(tmp_path: Path, isolated_env: Path) -> None:
+    import numpy as np
+
+    from zoo.serve.metrics import Metrics
+    from zoo.serve.models import ModelPool, PoolConfig, Served, cpu_cores
+
+    if cpu_cores() < 2:
+        pytest.skip("a lone run gets more threads than a shared one only with 2 cores or more; this process has 1")
+    path = _gather_model(tmp_path / "gather.onnx")
+    with ThreadPoolExecutor(1) as loader:
+        config = PoolConfig(slots=2, threads=1)
+        model, lone = ModelPool(config, loader=loader, metrics=Metrics())._load_model(f"file:{path}")
+        too_big = PoolConfig(slots=2, threads=1, lone_max_bytes=path.stat().st_size - 1)
+        _, none = ModelPool(too_big, loader=loader, metrics=Metrics())._load_model(f"file:{path}")
+    assert lone is not None and none is None  # the memory of a second session: small files only
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    assert lone.session.get_session_options().intra_op_num_threads == 2
+    served = Served(f"file:{path}", model, config=config, metrics=Metrics(), pinned=False, lone=lone)
+    try:
+        assert served.to_dict()["lone_run_threads"] == 2
+        ids = {"ids": np.array([[3]], np.int64)}
+        assert served.tensors.run_alone is not None and served.images.run_alone is not None
+        assert served.tensors.run_alone([ids])[0]["rows"].tolist() == served.tensors.run([ids])[0]["rows"].tolist()
+    finally:
+        served.lanes.close()
+
+
+def test_a_lone_session_that_fails_to_load_leaves_the_model_served(tmp_path: Path, isolated_env: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from zoo import api
+    from zoo.serve.metrics import Metrics
+    from zoo.serve.models import ModelPool, PoolConfig, cpu_cores
+
+    if cpu_cores() < 2:
+        pytest.skip("lone runs get a session of their own only with 2 cores or more; this process has 1")
+    path = _gather_model(tmp_path / "gather.onnx")
+    real_load = api.load
+
+    def load(target: object, **kwargs: Any) -> Any:
+        if kwargs.get("threads") == 2:  # the lone runs' session: as if memory ran out
+            raise MemoryError("out of memory")
+        return real_load(target, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "load", load)
+    with ThreadPoolExecutor(1) as loader:
+        model, lone = ModelPool(PoolConfig(slots=2, threads=1), loader=loader,
+                                metrics=Metrics())._load_model(f"file:{path}")
+    assert lone is None and model.session.get_session_options().intra_op_num_threads == 1
+    assert "gather.onnx: no session for lone runs (out of memory); every run uses 1 thread(s)" in caplog.text
 
 
 def test_served_models_learn_run_sizes_unless_told_to_fill(tmp_path: Path, isolated_env: Path) -> None:

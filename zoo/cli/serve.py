@@ -37,8 +37,9 @@ from zoo.cli.output import EPILOG, FiniteRange, echo_note, handle_errors
                    "longer (forever: never).")
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Session runs in flight per model. Several narrow runs give the most requests/s under "
-                   "load; one client at a time gets lower latency from --concurrency 1 (all cores per run). "
-                   "Runs that fill the cores one thread each keep to a core each.")
+                   "load; a run that has the cores alone (one client at a time) uses the threads of all of "
+                   "them, on a second session of models up to 256 MiB. Runs that fill the cores one thread "
+                   "each keep to a core each.")
 @handle_errors
 def serve(models: tuple[str, ...], host: str, port: int, max_batch: int, fill_batches: bool, max_delay_ms: float,
           keep_alive: str, max_loaded: int, token: str | None, no_auth: bool, threads: int | None,

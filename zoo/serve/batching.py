@@ -18,6 +18,13 @@ fill while the workers are busy, and batches grow without waiting at all.
 How many rows a run takes is learned (RowCosts): whether batching pays depends on the CPU
 and the model, and zoo measures it on the runs themselves instead of assuming it does.
 
+A group that runs alone may go to the batcher's `run_alone` instead: zoo serve's runs there
+use a session of every core's threads, so that one client at a time does not leave all but one
+core idle. Alone means no other run in progress, nothing left queued or on its way, and runs
+that mostly started alone of late: under load the lanes also find themselves idle for a moment
+now and then, and a wide run started then would take the cores the next arrivals need. On 2
+cores (mobilenetv2-12-int8) every run of 1 client went alone, and 2 of about 1,600 runs of 8.
+
 When the runs fill the cores one intra-op thread each, each worker keeps to a core of its
 own. Left to the scheduler, the two workers of a 2-core machine, woken from the same event
 loop, were stacked on one core for up to 10 ms at a time while the other idled (perf sched:
@@ -38,6 +45,9 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+OVERLAP_ALPHA = 0.1  # the weight of a new run in Lanes' moving average of the runs in progress
+ALONE_BELOW = 1.25  # a run goes to run_alone only while that average is under this: 3 in 4 runs started alone
 
 
 @dataclass(slots=True)
@@ -159,6 +169,9 @@ class Lanes:
         self._queues: dict[tuple[Batcher[Any, Any], Hashable], deque[_Job[Any, Any]]] = {}
         self._closed = False
         self._alive = 0
+        self._running = 0  # runs in progress on these lanes, of any of their batchers
+        self._overlap = 1.0  # moving average of the runs in progress as each run starts, itself included
+        self.runs_alone = 0  # runs that went to their batcher's run_alone
         with self._cond:
             self._spawn()
 
@@ -201,6 +214,7 @@ class Lanes:
             with self._cond:
                 if done is not None:
                     done._running -= 1
+                    self._running -= 1
                     if cost is not None:
                         done.costs.observe(*cost)
                 group = self._next_group()
@@ -209,11 +223,15 @@ class Lanes:
                     if core is not None:
                         self._on_core[core] -= 1
                     return
-            done, jobs = group
-            cost = _run_group(done, jobs)
+            done, jobs, alone = group
+            cost = _run_group(done, jobs, alone)
 
-    def _next_group(self) -> tuple[Batcher[Any, Any], list[_Job[Any, Any]]] | None:
-        """Wait (holding the lock) for a group that is due; None once closed with nothing queued."""
+    def _next_group(self) -> tuple[Batcher[Any, Any], list[_Job[Any, Any]], bool] | None:
+        """Wait (holding the lock) for a group that is due; None once closed with nothing queued.
+
+        The group comes with whether it runs alone: no other run in progress, nothing left
+        queued or on its way, and the runs of late mostly started alone (see the module docstring).
+        """
         while True:
             if not self._queues:
                 if self._closed:
@@ -228,7 +246,12 @@ class Lanes:
                 jobs = self._take(key, batcher.costs.rows_to_take(queued))
                 if jobs:
                     batcher._running += 1
-                    return batcher, jobs
+                    self._running += 1
+                    self._overlap += OVERLAP_ALPHA * (self._running - self._overlap)
+                    alone = (self._running == 1 and not self._queues and batcher._arriving == 0
+                             and self._overlap < ALONE_BELOW)
+                    self.runs_alone += alone and batcher.run_alone is not None
+                    return batcher, jobs, alone
                 continue
             self._cond.wait(wait)
 
@@ -250,20 +273,26 @@ class Lanes:
         return jobs
 
 
-def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]]) -> tuple[int, float] | None:
+def _run_group(batcher: Batcher[Any, Any], jobs: list[_Job[Any, Any]], alone: bool) -> tuple[int, float] | None:
     """Run one group in this worker thread and hand the answers to the loop: one wake-up per run.
 
-    Returns the run's rows and its CPU seconds (this thread's), or None when it failed.
+    A group that runs alone goes to the batcher's `run_alone` where it has one. Returns the rows
+    and CPU seconds (this thread's) of a `run` that succeeded, else None: a run alone uses other
+    threads too, and is no measure of what the sizes cost when runs overlap.
     """
     rows = sum(j.weight for j in jobs)
     cost: tuple[int, float] | None = None
     try:
         if batcher.on_batch is not None:
             batcher.on_batch(rows)
-        started = time.thread_time()
-        results: Sequence[Any] | None = batcher.run([j.item for j in jobs])
+        items = [j.item for j in jobs]
         failure: BaseException | None = None
-        cost = rows, time.thread_time() - started
+        if alone and batcher.run_alone is not None:
+            results: Sequence[Any] | None = batcher.run_alone(items)
+        else:
+            started = time.thread_time()
+            results = batcher.run(items)
+            cost = rows, time.thread_time() - started
     except BaseException as exc:  # the run failed: every request of the group gets the reason; the worker lives on
         results, failure = None, exc
     with suppress(RuntimeError):  # the loop is closed: the server stopped, nobody to answer
@@ -287,13 +316,15 @@ class Batcher(Generic[T, R]):
 
     `run` takes the items of one group and returns one result per item, in order; an exception
     in place of a result fails that item alone, one raised fails the group. The batchers of one
-    model share its lanes, so their runs in flight are bounded together.
+    model share its lanes, so their runs in flight are bounded together. `run_alone`, where given,
+    does the same for a group that runs alone on the lanes (see the module docstring).
     """
 
     def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int, lanes: Lanes,
                  on_batch: Callable[[int], None] | None = None,
-                 on_depth: Callable[[int], None] | None = None, adapt: bool = True) -> None:
-        self.run, self.max_batch, self.lanes = run, max(1, max_batch), lanes
+                 on_depth: Callable[[int], None] | None = None, adapt: bool = True,
+                 run_alone: Callable[[list[T]], Sequence[R | BaseException]] | None = None) -> None:
+        self.run, self.run_alone, self.max_batch, self.lanes = run, run_alone, max(1, max_batch), lanes
         self.costs = RowCosts(self.max_batch, adapt=adapt)  # read and changed under the lanes' lock
         self.on_batch, self.on_depth = on_batch, on_depth
         # Changed under the lanes' lock only: the workers read them.

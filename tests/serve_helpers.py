@@ -33,6 +33,22 @@ def seed_home(home: Path, *ids: str) -> Path:
     return home
 
 
+def gather_model(path: Path) -> Path:
+    """A graph whose run fails on some values only: Gather from a 10-row table by int64 ids (dynamic batch)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.arange(20, dtype=np.float32).reshape(10, 2), "table")
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0)], "gather",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", 1])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["n", 1, 2])], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
 @dataclass
 class Server:
     """A running `zoo serve`: its process, base URL and stderr (notes and the access log)."""

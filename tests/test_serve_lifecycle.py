@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import zoo_cli
-from serve_helpers import IMAGES, seed_home, start
+from serve_helpers import IMAGES, gather_model, seed_home, start
 
 BATCHED, FIXED = "mobilenetv2-12-int8", "shufflenet-v2-12-int8"
 TOKEN = "s3cret-token"
@@ -338,22 +338,6 @@ def test_lanes_given_cores_run_each_worker_on_its_own_core_also_when_they_come_b
     assert frozenset(os.sched_getaffinity(0)) >= frozenset(cores)  # the caller's own mask is untouched
 
 
-def _gather_model(path: Path) -> Path:
-    """A graph whose run fails on some values only: Gather from a 10-row table by int64 ids (dynamic batch)."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    table = numpy_helper.from_array(np.arange(20, dtype=np.float32).reshape(10, 2), "table")
-    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0)], "gather",
-                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", 1])],
-                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["n", 1, 2])], [table])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 def test_a_request_whose_values_fail_a_shared_run_fails_alone(tmp_path: Path, isolated_env: Path) -> None:
     """Token ids out of range failed the whole batch: every client in it got the one bad client's 500."""
     import numpy as np
@@ -363,7 +347,7 @@ def test_a_request_whose_values_fail_a_shared_run_fails_alone(tmp_path: Path, is
     from zoo.serve.metrics import Metrics
     from zoo.serve.models import PoolConfig, Served
 
-    model = zoo.load(_gather_model(tmp_path / "gather.onnx"), threads=1)
+    model = zoo.load(gather_model(tmp_path / "gather.onnx"), threads=1)
     served = Served("file:gather", model, config=PoolConfig(max_batch=4), metrics=Metrics(), pinned=False)
     try:
         good, bad = {"ids": np.array([[3]], np.int64)}, {"ids": np.array([[99]], np.int64)}
@@ -380,7 +364,7 @@ def test_a_request_whose_values_fail_a_shared_run_fails_alone(tmp_path: Path, is
 
 
 def test_an_input_onnxruntime_refuses_is_a_400_over_http(tmp_path: Path) -> None:
-    path = _gather_model(tmp_path / "gather.onnx")
+    path = gather_model(tmp_path / "gather.onnx")
     server = start(tmp_path / "home", tmp_path / "serve.log", str(path))
     body = {"inputs": [{"name": "ids", "datatype": "INT64", "shape": [1, 1], "data": [99]}]}
     r = requests.post(f"{server.url}/v2/models/gather/infer", json=body, timeout=30)
@@ -628,7 +612,7 @@ def test_the_pool_gives_small_cpu_models_a_session_for_lone_runs(tmp_path: Path,
 
     if cpu_cores() < 2:
         pytest.skip("a lone run gets more threads than a shared one only with 2 cores or more; this process has 1")
-    path = _gather_model(tmp_path / "gather.onnx")
+    path = gather_model(tmp_path / "gather.onnx")
     with ThreadPoolExecutor(1) as loader:
         config = PoolConfig(slots=2, threads=1)
         model, lone = ModelPool(config, loader=loader, metrics=Metrics())._load_model(f"file:{path}")
@@ -656,7 +640,7 @@ def test_a_lone_session_that_fails_to_load_leaves_the_model_served(tmp_path: Pat
 
     if cpu_cores() < 2:
         pytest.skip("lone runs get a session of their own only with 2 cores or more; this process has 1")
-    path = _gather_model(tmp_path / "gather.onnx")
+    path = gather_model(tmp_path / "gather.onnx")
     real_load = api.load
 
     def load(target: object, **kwargs: Any) -> Any:
@@ -677,7 +661,7 @@ def test_served_models_learn_run_sizes_unless_told_to_fill(tmp_path: Path, isola
     from zoo.serve.metrics import Metrics
     from zoo.serve.models import PoolConfig, Served
 
-    model = zoo.load(_gather_model(tmp_path / "gather.onnx"), threads=1)
+    model = zoo.load(gather_model(tmp_path / "gather.onnx"), threads=1)
     assert model.report.primary == "CPUExecutionProvider"
     learning = Served("file:gather", model, config=PoolConfig(), metrics=Metrics(), pinned=False)
     filling = Served("file:gather", model, config=PoolConfig(adapt_batch=False), metrics=Metrics(), pinned=False)

@@ -10,7 +10,7 @@ uvicorn; the OpenAPI document is written out in zoo.serve.openapi.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -30,9 +30,12 @@ from zoo.serve.state import ServeConfig, ServerState, state_of, tag
 log = logging.getLogger("zoo.serve")
 
 
-def build_app(config: ServeConfig) -> Front:
-    """The server for `config`: the front door (infer), then Starlette, whose lifespan loads the start-up models."""
-    state = ServerState(config)
+def build_app(config: ServeConfig, write_access: Callable[[str], object] | None = None) -> Front:
+    """The server for `config`: the front door (infer), then Starlette, whose lifespan loads the start-up models.
+
+    Access-log lines go to `write_access` (zoo serve: stderr's write), else to the zoo.serve.access logger.
+    """
+    state = ServerState(config, write_access)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ import functools
 import re
 import signal
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +107,7 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
     from zoo.serve.app import build_app
 
     _log_to_stderr()
-    app = build_app(config)
+    app = build_app(config, write_access=sys.stderr.write)  # the access log: one line per request, no logging record
     uv = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, log_level="warning",
                         timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False,
                         http=http_protocol(config.body_timeout))
@@ -139,7 +140,6 @@ def http_protocol(header_timeout: float | None) -> Any:
 def _log_to_stderr() -> None:
     """zoo.serve's notes and its access log (one JSON line per request) go to stderr, as the CLI's notes do."""
     import logging
-    import sys
 
     logger = logging.getLogger("zoo.serve")
     if not logger.handlers:

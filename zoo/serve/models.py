@@ -31,6 +31,7 @@ from zoo.errors import OpsetError
 from zoo.filecheck import looks_like_path
 from zoo.model import Model
 from zoo.printable import clipped
+from zoo.serve import oip
 from zoo.serve.batching import Batcher, Lanes
 from zoo.serve.errors import LoadError, RequestError
 from zoo.serve.metrics import Metrics
@@ -43,6 +44,7 @@ Feeds = dict[str, np.ndarray]
 # A name's resolution (compiled index, manifest scan: about 1 ms) is remembered this long. A manifest
 # added or removed while the server runs is seen after at most this delay.
 NAME_TTL = 10.0  # seconds
+PLANS_KEPT = 256  # infer requests' JSON headers remembered per model, with their checks' outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Served:
         self.lone = lone  # the same model on a session of more threads, for the runs that have the cores alone
         self.loaded_at = self.last_used = time.time()
         self.in_flight = 0
+        self.plans: dict[bytes, oip.Plan] = {}  # infer requests' JSON headers, checked (see remember)
         name = model.name
         # Shared: image and tensor runs count alike against the runs in flight.
         self.lanes = Lanes(config.slots, max_delay=config.max_delay, name=f"zoo-run-{name}", cores=config.lane_cores)
@@ -149,12 +152,18 @@ class Served:
             self.in_flight -= 1
             self.last_used = time.time()
 
-    def tensor_key(self, feeds: Feeds) -> tuple[object, int]:
-        """The batch key and row count of a request's feeds; a request that cannot share runs alone."""
+    def tensor_key(self, feeds: Feeds) -> tuple[object | None, int]:
+        """The batch key and row count of a request's feeds; None for a request that cannot share a run."""
         rows = {a.shape[0] if a.ndim else -1 for a in feeds.values()}
         if not self.batchable or len(rows) != 1 or -1 in rows:
-            return object(), 1
+            return None, 1
         return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feeds.items())), rows.pop()
+
+    def remember(self, head: bytes, plan: oip.Plan) -> None:
+        """Keep the plan of an infer request's JSON header (v2.answer_infer); the headers are the clients' to choose."""
+        if len(self.plans) >= PLANS_KEPT:
+            self.plans.clear()
+        self.plans[head] = plan
 
     def to_dict(self) -> dict[str, Any]:
         now = time.time()

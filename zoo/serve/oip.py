@@ -10,6 +10,7 @@ these in worker threads: a 224x224 image as JSON is 150,528 numbers to parse.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ class Tensor:
     name: str
     datatype: str
     array: np.ndarray
+    binary: bool = False  # its values came after the JSON header, not in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,54 @@ class InferRequest:
     inputs: tuple[Tensor, ...]
     outputs: tuple[OutputRequest, ...]
     binary_default: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryInput:
+    """Where one binary input lies in the bytes after the JSON header, and what it is."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a request's JSON header says, once checked against the model: enough to answer the next same header.
+
+    Clients send the same header, byte for byte, with every request of a shape (tritonclient
+    does); its parse and checks cost the event loop as much as the rest of the request did.
+    Only a plan whose inputs all came as binary is of use again (`inputs` not None): the header
+    is then all there is to check.
+    """
+
+    inputs: tuple[BinaryInput, ...] | None  # None: some input came as JSON data
+    binary_size: int  # the bytes the inputs take after the header: the body must have exactly these
+    outputs: tuple[tuple[str, bool], ...]  # chosen_outputs
+    request_id: str | None
+    batch_key: object | None  # None: the request runs alone (a fresh key each time)
+    rows: int
+
+    def feeds(self, body: bytes, header_length: int) -> dict[str, np.ndarray] | None:
+        """The inputs of a body with this plan's header; None when its length is not the plan's."""
+        if self.inputs is None or len(body) - header_length != self.binary_size:
+            return None  # the full parse says what is wrong
+        return {i.name: np.frombuffer(body, dtype=i.dtype, count=i.count, offset=header_length + i.offset
+                                      ).reshape(i.shape) for i in self.inputs}
+
+
+def plan_of(request: InferRequest, outputs: Sequence[tuple[str, bool]], batch_key: object | None,
+            rows: int) -> Plan:
+    """The plan of a request checked against its model (feeds_for, chosen_outputs, the batch key and rows)."""
+    inputs: list[BinaryInput] | None = [] if all(t.binary for t in request.inputs) else None
+    offset = 0
+    for tensor in request.inputs:
+        if inputs is not None:
+            inputs.append(BinaryInput(tensor.name, tensor.array.dtype, tensor.array.shape, offset, tensor.array.size))
+        offset += tensor.array.nbytes if tensor.binary else 0
+    return Plan(None if inputs is None else tuple(inputs), offset, tuple(outputs), request.id, batch_key, rows)
 
 
 def datatype_of(onnx_type: str) -> str:
@@ -152,7 +202,7 @@ def _input(raw: object, index: int, binary: memoryview) -> tuple[Tensor, int]:
                                f"{count * dtype.itemsize} bytes", hint="the byte count is the product of the shape "
                                f"times {dtype.itemsize} (the size of one {datatype})")
         array = np.frombuffer(binary[:size], dtype=dtype).reshape(shape)
-        return Tensor(name, datatype, array), size
+        return Tensor(name, datatype, array, binary=True), size
     if "data" not in raw:
         raise RequestError(f"input {name!r} has neither \"data\" nor parameters.binary_data_size")
     return Tensor(name, datatype, _json_data(raw["data"], name, datatype, shape)), 0
@@ -184,10 +234,15 @@ def _outputs(raw: object) -> tuple[OutputRequest, ...]:
 def encode_response(*, model: str, version: str, request_id: str | None,
                     outputs: Sequence[tuple[str, np.ndarray, bool]]) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
+    arrays = [(name, np.asarray(value), binary) for name, value, binary in outputs]
+    if arrays and all(binary and a.dtype.kind not in "OUS" for _, a, binary in arrays):  # the header: by shapes
+        specs = tuple((name, a.dtype, a.shape) for name, a, _ in arrays)
+        header, datatypes = _binary_header(model, version, request_id, specs)
+        blobs = [np.ascontiguousarray(a, dtype=DTYPES[d]).tobytes() for (_, a, _), d in zip(arrays, datatypes)]
+        return b"".join([header, *blobs]), len(header)
     entries, blobs = [], []
-    for name, value, binary in outputs:
-        array = np.asarray(value)
-        datatype = _datatype_of_array(name, array)
+    for name, array, binary in arrays:
+        datatype = _datatype_of(name, array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
             blob = _bytes_of(array, datatype)
@@ -196,21 +251,39 @@ def encode_response(*, model: str, version: str, request_id: str | None,
         else:
             entry["data"] = array.astype(str).ravel().tolist() if datatype == "BYTES" else array.ravel().tolist()
         entries.append(entry)
-    head: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
-    if request_id is not None:
-        head["id"] = request_id
-    header = json.dumps(head, separators=(",", ":")).encode()
+    header = _header(model, version, request_id, entries)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
 
 
-def _datatype_of_array(name: str, array: np.ndarray) -> str:
-    if array.dtype.kind in "OUS":
+@functools.lru_cache(maxsize=256)
+def _binary_header(model: str, version: str, request_id: str | None,
+                   specs: tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]) -> tuple[bytes, tuple[str, ...]]:
+    """The JSON header of a response whose outputs are all numeric and binary, and their datatypes.
+
+    It depends on the outputs' names, dtypes and shapes only, which repeat request after request.
+    """
+    datatypes = tuple(_datatype_of(name, dtype) for name, dtype, _ in specs)
+    entries = [{"name": name, "datatype": datatype, "shape": list(shape),
+                "parameters": {"binary_data_size": math.prod(shape) * dtype.itemsize}}
+               for (name, dtype, shape), datatype in zip(specs, datatypes)]
+    return _header(model, version, request_id, entries), datatypes
+
+
+def _header(model: str, version: str, request_id: str | None, entries: list[dict[str, Any]]) -> bytes:
+    head: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
+    if request_id is not None:
+        head["id"] = request_id
+    return json.dumps(head, separators=(",", ":")).encode()
+
+
+def _datatype_of(name: str, dtype: np.dtype[Any]) -> str:
+    if dtype.kind in "OUS":
         return "BYTES"
-    datatype = _DATATYPES.get(array.dtype.newbyteorder("<"))
-    if datatype is None or array.dtype.byteorder == ">":
-        raise RequestError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry", status=500)
+    datatype = _DATATYPES.get(dtype.newbyteorder("<"))
+    if datatype is None or dtype.byteorder == ">":
+        raise RequestError(f"output {name!r} has dtype {dtype}, which the protocol cannot carry", status=500)
     return datatype
 
 

@@ -35,9 +35,9 @@ class ServeConfig:
 class ServerState:
     """The live server: pool, metrics, thread pools, readiness."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, write_access: Callable[[str], object] | None = None) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(write_access)
         cores = os.cpu_count() or 2
         # Decoding and parsing (PIL and numpy release the GIL) get their own pool, and session runs each
         # model's own workers (zoo.serve.batching.Lanes), so that a burst of uploads never queues behind

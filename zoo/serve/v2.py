@@ -21,6 +21,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # Below these sizes parsing or encoding takes well under a millisecond: a thread hop would cost more.
 INLINE_JSON = 64 * 1024  # bytes of JSON header
 INLINE_VALUES = 20_000  # tensor values written as JSON
+PLAN_HEADER = 4096  # JSON headers up to this size are remembered with their plan, per model
 
 
 async def server_metadata(request: Request) -> JSONResponse:
@@ -98,27 +99,48 @@ async def infer(request: Request) -> Response:
 
 async def answer_infer(state: ServerState, served: Served, body: bytes,
                        header_value: str | None) -> tuple[bytes, int | None]:
-    """The response body of one infer request, and its JSON header's length when binary outputs follow."""
+    """The response body of one infer request, and its JSON header's length when binary outputs follow.
+
+    A JSON header seen before for this model (up to PLAN_HEADER bytes, every input binary) skips
+    its parse and checks: its plan (oip.Plan) says where the inputs lie and what to answer.
+    """
     model = served.model
     with served.use():
         header_length = header_length_of(header_value)
-        if (len(body) if header_length is None else header_length) <= INLINE_JSON:
-            parsed = oip.parse_request(body, header_length)  # binary tensors: a small header, parsed at once
-        else:
-            with served.tensors.arriving():  # JSON tensors: ~150k numbers for one image, parsed off the loop
-                parsed = await state.in_thread(oip.parse_request, body, header_length)
-        feeds = oip.feeds_for(parsed, model.input_metas, model.name)
-        chosen = oip.chosen_outputs(parsed, [m.name for m in model.output_metas], model.name)
-        key, rows = served.tensor_key(feeds)
-        outputs = await served.tensors.submit(key, feeds, rows)
-        picked = [(name, outputs[name], binary) for name, binary in chosen]
+        head = plan = feeds = None
+        if header_length is not None and 0 < header_length <= min(len(body), PLAN_HEADER):
+            head = body[:header_length]
+            plan = served.plans.get(head)
+            feeds = None if plan is None else plan.feeds(body, header_length)
+        if plan is None or feeds is None:
+            plan, feeds = await _checked(state, served, body, header_length)
+            if head is not None and plan.inputs is not None:
+                served.remember(head, plan)
+        key = plan.batch_key if plan.batch_key is not None else object()
+        outputs = await served.tensors.submit(key, feeds, plan.rows)
+        picked = [(name, outputs[name], binary) for name, binary in plan.outputs]
 
         def encode() -> tuple[bytes, int | None]:
-            return oip.encode_response(model=model.name, version=version_of(served), request_id=parsed.id,
+            return oip.encode_response(model=model.name, version=version_of(served), request_id=plan.request_id,
                                        outputs=picked)
 
         as_json = sum(value.size for _, value, binary in picked if not binary)
         return encode() if as_json <= INLINE_VALUES else await state.in_thread(encode)
+
+
+async def _checked(state: ServerState, served: Served, body: bytes,
+                   header_length: int | None) -> tuple[oip.Plan, dict[str, Any]]:
+    """Parse a request and check it against the model: its plan and its feeds."""
+    model = served.model
+    if (len(body) if header_length is None else header_length) <= INLINE_JSON:
+        parsed = oip.parse_request(body, header_length)  # binary tensors: a small header, parsed at once
+    else:
+        with served.tensors.arriving():  # JSON tensors: ~150k numbers for one image, parsed off the loop
+            parsed = await state.in_thread(oip.parse_request, body, header_length)
+    feeds = oip.feeds_for(parsed, model.input_metas, model.name)
+    chosen = oip.chosen_outputs(parsed, [m.name for m in model.output_metas], model.name)
+    key, rows = served.tensor_key(feeds)
+    return oip.plan_of(parsed, chosen, key, rows), feeds
 
 
 def header_length_of(value: str | None) -> int | None:

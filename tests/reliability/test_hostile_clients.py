@@ -147,3 +147,30 @@ def test_headers_without_end_are_answered_431_and_slow_or_no_headers_408(tmp_pat
     assert '"status":431,"error":"the request\'s headers are over 64 KiB"' in log and '"status":408' in log
     server.proc.send_signal(15)
     assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()
+
+
+def test_a_later_request_on_a_connection_gets_the_whole_header_time(tmp_path: Path) -> None:
+    """The header clock is one timer per connection, moved on lazily: set for the connection's first
+    request, it must give a later request that stalls the whole limit from its own start, and no less."""
+    server = start(tmp_path / "home", tmp_path / "serve.log", "--body-timeout", "1s")
+    live = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def exchange(conn: socket.socket) -> bytes:
+        conn.sendall(live)
+        answer = b""
+        while not answer.endswith(b'{"live":true}'):
+            answer += conn.recv(65536)
+        return answer
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        assert exchange(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)  # the connection's timer, set at its start, fires 0.4 s into the next request
+        assert exchange(conn).startswith(b"HTTP/1.1 200")
+        stalled = time.monotonic()
+        conn.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # and no more
+        answer = _read_answer(conn)
+        took = time.monotonic() - stalled
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not all arrive within 1 s" in answer, answer[:200]
+    assert 0.9 <= took < 5, took
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()

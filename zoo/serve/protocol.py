@@ -48,6 +48,7 @@ class HeaderLimits(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._in_headers, self._header_bytes, self._got_bytes = True, 0, False
         self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers, self._headers_since = False, 0.0
         super().connection_made(transport)
         self._await_headers()
 
@@ -67,7 +68,7 @@ class HeaderLimits(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers, self._header_bytes = False, 0
-        self._stop_header_timer()
+        self._awaiting_headers = False
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -78,21 +79,36 @@ class HeaderLimits(HttpToolsProtocol):
             self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
-
-    def _await_headers(self) -> None:
-        self._stop_header_timer()
-        if self.header_timeout is not None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
-
-    def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        """Start the clock on the next request's headers.
+
+        One timer per connection, not per request: it stays set, and when it fires with headers
+        awaited for less than the limit (a later request's), it sets itself for what is left.
+        """
+        if self.header_timeout is None:
+            return
+        self._awaiting_headers, self._headers_since = True, self.loop.time()
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._check_headers)
+
+    def _check_headers(self) -> None:
+        assert self.header_timeout is not None
+        self._header_timer = None
+        if not self._awaiting_headers or self.transport.is_closing():
+            return  # none awaited now: the next _await_headers sets the timer again
+        waited = self.loop.time() - self._headers_since
+        if waited < self.header_timeout:
+            self._header_timer = self.loop.call_later(self.header_timeout - waited, self._check_headers)
+        else:
+            self._headers_late()
 
     def _headers_late(self) -> None:
-        self._header_timer = None
+        self._awaiting_headers = False
         if not self._in_headers or self.transport.is_closing():
             return
         if not self._got_bytes:  # a connection that never began a request: nobody to answer
@@ -109,5 +125,5 @@ class HeaderLimits(HttpToolsProtocol):
                                    separators=(",", ":")))
         self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
                              f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
-        self._stop_header_timer()
+        self._awaiting_headers = False
         self.transport.close()

@@ -15,6 +15,10 @@ Every system answers the same question: the OIP binary infer of one preprocessed
   any HTTP server meets on these cores: the ceiling scaled by its CPU per image over that plus a bare request's.
 - plain: a minimal hand-written Starlette + uvicorn + onnxruntime server doing the same
   work without batching (one session.run per request, in Starlette's thread pool, a 2-thread session).
+- lean: zoo serve's arrangement with nothing else: a bare ASGI app on uvicorn that hands each request
+  through a queue to SLOTS worker threads, each kept to a core of its own and running a 1-thread
+  session; no framework, checks, batching, metrics or access log. What that arrangement reaches here
+  bounds what zoo's own layers can add to it.
 - fastapi: the same handler on FastAPI, the issue's baseline, when fastapi is installed (it is no
   dependency of zoo's; `pip install fastapi`); FastAPI runs on Starlette, so plain is the stricter one.
 
@@ -265,7 +269,11 @@ def free_port() -> int:
 
 
 def start(argv: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server and wait until it is ready; with --client-cores, it keeps off the clients' cores."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    if CLIENT_CORES:  # before the server starts its threads, which inherit it
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, os.sched_getaffinity(0) - CLIENT_CORES)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -293,12 +301,14 @@ def measure(model_id: str, cfg: Config, home: Path) -> dict[Any, Any]:
     bodies = [body_of(t) for t in feeds]
     seconds, reps = cfg.pick(1.5, 0.4), cfg.pick(REPS, 1)
     env = {**os.environ, "ZOO_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    servers = ("zoo", "plain", "fastapi") if has_fastapi() else ("zoo", "plain")
+    servers = ("zoo", "lean", "plain", "fastapi") if has_fastapi() else ("zoo", "lean", "plain")
     ports = {name: free_port() for name in (*servers, "bare")}
     argv = {"zoo": [sys.executable, "-m", "zoo", "serve", model_id, "--port", str(ports["zoo"]),
                     "--threads", str(THREADS // SLOTS), "--concurrency", str(SLOTS)],
             "plain": [sys.executable, "-m", "benchmarks.bench_serve", "--plain-server",
                       str(MODELS / f"{model_id}.onnx"), str(ports["plain"])],
+            "lean": [sys.executable, "-m", "benchmarks.bench_serve", "--lean-server",
+                     str(MODELS / f"{model_id}.onnx"), str(ports["lean"])],
             "bare": [sys.executable, "-m", "benchmarks.bench_serve", "--bare-server", str(ports["bare"])]}
     if "fastapi" in ports:
         argv["fastapi"] = [*argv["plain"][:3], "--fastapi-server", str(MODELS / f"{model_id}.onnx"),
@@ -368,6 +378,13 @@ def rows_of(model_id: str, found: dict[Any, Any]) -> list[Row]:
                             "ratio = the ceiling's CPU per image / zoo's (event loop + session threads) per request: "
                             "the share of the ceiling zoo would reach with its clients on other cores and the 2 cores "
                             "always busy", ratio=best_cpu / server_cpu if server_cpu > 0 else None))
+        lean_rate, lean_lat, lean_cpu = found[("lean", clients)]
+        rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs lean hand-written server (zoo's "
+                            "arrangement, nothing else)", rate, lean_rate, _rps, INFO,
+                            f"lean: {lean_rate / best:.2f}x the ceiling, p50 {pct(lean_lat, 50)} p99 "
+                            f"{pct(lean_lat, 99)}; CPU ms per request: zoo {_split(cpu)}, lean {_split(lean_cpu)}; "
+                            f"a bare ASGI app handing each request to {SLOTS} worker threads on cores of their own, "
+                            "1-thread session runs, no framework, checks, batching, metrics or access log"))
         rows.append(compare(f"serve {model_id}, concurrency {clients}: zoo vs plain Starlette server", rate,
                             plain_rate, _rps, ratio_at_least(1.0) if key_row else INFO,
                             f"zoo p99 {pct(lat, 99)} vs plain {pct(plain_lat, 99)}"))
@@ -492,9 +509,7 @@ def bare_server(port: int) -> None:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
         more = True
         while more:
@@ -504,6 +519,75 @@ def bare_server(port: int) -> None:
         await send({"type": "http.response.body", "body": answer})
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def lean_server(model_path: str, port: int) -> None:
+    """zoo serve's arrangement and nothing else (see the module docstring): a bare ASGI app, a queue, SLOTS
+    worker threads on cores of their own, each running a session of THREADS // SLOTS threads."""
+    import asyncio
+    import queue
+
+    import numpy as np
+    import onnxruntime as ort
+    import uvicorn
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS // SLOTS
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as zoo serve's sessions
+    session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    jobs: queue.SimpleQueue[tuple[str, Any, asyncio.Future[Any], asyncio.AbstractEventLoop]] = queue.SimpleQueue()
+
+    def work(core: int) -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {core})
+        while True:
+            name, tensor, future, loop = jobs.get()
+            try:
+                (out,) = session.run(None, {name: tensor})
+            except Exception as exc:  # the client's 500 below; the worker lives on
+                loop.call_soon_threadsafe(future.set_exception, exc)
+            else:
+                loop.call_soon_threadsafe(future.set_result, out)
+
+    cores = sorted(os.sched_getaffinity(0))
+    for i in range(SLOTS):
+        threading.Thread(target=work, args=(cores[i % len(cores)],), daemon=True).start()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["method"] == "GET":  # the readiness poll
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        split = int(dict(scope["headers"])[b"inference-header-content-length"])
+        spec = json.loads(body[:split])["inputs"][0]
+        tensor = np.frombuffer(body, dtype=np.float32, offset=split).reshape(spec["shape"])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        jobs.put((spec["name"], tensor, future, loop))
+        out = await future
+        head = json.dumps({"outputs": [{"name": "output", "datatype": "FP32", "shape": list(out.shape),
+                                        "parameters": {"binary_data_size": out.nbytes}}]}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(head) + out.nbytes).encode()),
+                                (b"inference-header-content-length", str(len(head)).encode())]})
+        await send({"type": "http.response.body", "body": head + out.tobytes()})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def _keep_freed_memory() -> None:
@@ -528,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="pin the load generator to these cores (such as 2-7), off the servers' ones")
     parser.add_argument("--plain-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--lean-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--fastapi-server", nargs=2, metavar=("MODEL.onnx", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
@@ -538,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.plain_server:
         plain_server(args.plain_server[0], int(args.plain_server[1]))
+        return 0
+    if args.lean_server:
+        lean_server(args.lean_server[0], int(args.lean_server[1]))
         return 0
     from benchmarks.__main__ import isolate
 

@@ -46,6 +46,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+_ONE_QUEUE = "one queue"  # the key of every item of a batcher whose runs take one item each
 OVERLAP_ALPHA = 0.1  # the weight of a new run in Lanes' moving average of the runs in progress
 ALONE_BELOW = 1.25  # a run goes to run_alone only while that average is under this: 3 in 4 runs started alone
 
@@ -350,10 +351,14 @@ class Batcher(Generic[T, R]):
                 cond.notify_all()
 
     async def submit(self, key: Hashable, item: T, weight: int = 1) -> R:
-        """Queue `item` and wait for its result (the run's exception, if the run fails)."""
+        """Queue `item` and wait for its result (the run's exception, if the run fails).
+
+        With `max_batch` 1 nothing shares a run, so every item goes in one queue, whatever its key:
+        first come, first run, as across keys, and a worker's pick stays one look however many wait.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self.lanes._put(self, key, _Job(item, max(1, weight), future, loop))
+        self.lanes._put(self, _ONE_QUEUE if self.max_batch == 1 else key, _Job(item, max(1, weight), future, loop))
         return await future
 
     @property

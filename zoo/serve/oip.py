@@ -104,13 +104,13 @@ class Plan:
 def plan_of(request: InferRequest, outputs: Sequence[tuple[str, bool]], batch_key: object | None,
             rows: int) -> Plan:
     """The plan of a request checked against its model (feeds_for, chosen_outputs, the batch key and rows)."""
-    inputs: list[BinaryInput] | None = [] if all(t.binary for t in request.inputs) else None
-    offset = 0
+    if not all(t.binary for t in request.inputs):
+        return Plan(None, 0, tuple(outputs), request.id, batch_key, rows)
+    inputs, offset = [], 0
     for tensor in request.inputs:
-        if inputs is not None:
-            inputs.append(BinaryInput(tensor.name, tensor.array.dtype, tensor.array.shape, offset, tensor.array.size))
-        offset += tensor.array.nbytes if tensor.binary else 0
-    return Plan(None if inputs is None else tuple(inputs), offset, tuple(outputs), request.id, batch_key, rows)
+        inputs.append(BinaryInput(tensor.name, tensor.array.dtype, tensor.array.shape, offset, tensor.array.size))
+        offset += tensor.array.nbytes
+    return Plan(tuple(inputs), offset, tuple(outputs), request.id, batch_key, rows)
 
 
 def datatype_of(onnx_type: str) -> str:

@@ -19,6 +19,20 @@ from zoo.serve.errors import RequestError, error_body
 from zoo.serve.state import ServerState
 
 CLIENT_GONE = 499  # the status logged for a request whose client left before the answer (as nginx logs it)
+BODY_CLOCK = "zoo.body_clock"  # the scope's key for its request's BodyClock, where the server protocol keeps one
+
+
+class BodyClock:
+    """When bytes of a request's body last arrived (event-loop time; 0: none yet).
+
+    zoo.serve.protocol keeps one for each body it gathers before handing it on whole: the app
+    then waits once for the whole body, and this tells a slow but steady upload from a stalled one.
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = 0.0
 
 
 class Guard:
@@ -46,7 +60,7 @@ class Guard:
                 seen["out"] += len(message.get("body", b""))
             await send(message)
 
-        watch = _BodyWatch(self.state.config.body_timeout)
+        watch = _BodyWatch(self.state.config.body_timeout, scope.get(BODY_CLOCK))
 
         async def limited_receive() -> Message:
             watch.waiting, watch.since = True, watch.loop.time()
@@ -102,23 +116,24 @@ class Guard:
 
 
 class _BodyWatch:
-    """Cancels the request's task when a wait for more of its body lasts `limit` seconds (None: never).
+    """Cancels the request's task when a wait for more of its body lasts `limit` seconds (None: never)
+    with no byte of it arriving (as `clock` says, where the protocol gathers the body).
 
     Only time spent waiting on the client counts: a request whose handler is busy elsewhere (a
     model loading) before it reads on is not stalled. One timer per request, moved on lazily:
     it fires, and sets itself again for what is left unless a wait has lasted the whole limit.
     """
 
-    __slots__ = ("_timer", "limit", "loop", "since", "stalled", "task", "waiting")
+    __slots__ = ("_timer", "clock", "limit", "loop", "since", "stalled", "task", "waiting")
 
-    def __init__(self, limit: float | None) -> None:
-        self.limit, self.loop, self.task = limit, asyncio.get_running_loop(), asyncio.current_task()
+    def __init__(self, limit: float | None, clock: BodyClock | None = None) -> None:
+        self.limit, self.loop, self.task, self.clock = limit, asyncio.get_running_loop(), asyncio.current_task(), clock
         self.waiting, self.since, self.stalled = False, self.loop.time(), False
         self._timer = None if limit is None else self.loop.call_later(limit, self._check)
 
     def _check(self) -> None:
         assert self.limit is not None
-        idle = self.loop.time() - self.since
+        idle = self.loop.time() - (self.since if self.clock is None else max(self.since, self.clock.at))
         if self.waiting and idle >= self.limit and self.task is not None:
             self.stalled, self._timer = True, None
             self.task.cancel()

@@ -110,7 +110,7 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
     app = build_app(config, write_access=sys.stderr.write)  # the access log: one line per request, no logging record
     uv = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, log_level="warning",
                         timeout_graceful_shutdown=DRAIN_SECONDS, server_header=False,
-                        http=http_protocol(config.body_timeout))
+                        http=http_protocol(config.body_timeout, config.max_body))
     server = uvicorn.Server(uv)
     app.state.on_startup_failure = functools.partial(setattr, server, "should_exit", True)
     with _signals_stop(server):
@@ -122,8 +122,9 @@ def run(config: ServeConfig, sock: socket.socket) -> None:
         raise ZooError(f"start-up models did not load: {failure}", hint="the log above has the traceback")
 
 
-def http_protocol(header_timeout: float | None) -> Any:
-    """uvicorn's HTTP protocol for zoo serve: zoo.serve.protocol's (limits on headers), else uvicorn's own pick."""
+def http_protocol(header_timeout: float | None, max_body: int) -> Any:
+    """uvicorn's HTTP protocol for zoo serve: zoo.serve.protocol's (limits on headers, bodies whole),
+    else uvicorn's own pick."""
     import logging
 
     try:
@@ -131,7 +132,7 @@ def http_protocol(header_timeout: float | None) -> Any:
     except ImportError:  # no httptools: uvicorn's h11 protocol, which bounds headers itself (16 KiB)
         return "auto"
     if protocol.fits():
-        return protocol.protocol_for(header_timeout)
+        return protocol.protocol_for(header_timeout, max_body)
     logging.getLogger("zoo.serve").warning("zoo serve: this uvicorn's httptools protocol is not the one zoo knows: "
                                            "request headers are not limited in size or time")
     return "auto"

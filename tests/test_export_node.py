@@ -35,8 +35,9 @@ def node() -> str:
     wanted = [JS / "node_modules" / p / "package.json" for p in ("onnxruntime-node", "onnxruntime-web")]
     if not all(p.exists() for p in wanted):
         try:
-            subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "onnxruntime-node",
-                            "onnxruntime-web"], cwd=JS, check=True, capture_output=True, text=True, timeout=600)
+            # what package.json declares, which stays as committed (naming packages here rewrote it)
+            subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--no-save"],
+                           cwd=JS, check=True, capture_output=True, text=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             pytest.skip(f"npm install of onnxruntime-node/-web failed: {getattr(exc, 'stderr', '') or exc}")
     return exe

@@ -151,13 +151,13 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
                         outputs=_outputs(header.get("outputs")), binary_default=bool(params.get("binary_data_output")))
 
 
-def parse_json(data: bytes | memoryview) -> dict[str, Any]:
+def parse_json(data: bytes | memoryview,
+               hint: str = f"send a JSON object; with binary tensors, set {HEADER} to the JSON part's length"
+               ) -> dict[str, Any]:
     try:
         value = safejson.loads(bytes(data))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RequestError(f"the request is not valid JSON: {exc}",
-                           hint=f"send a JSON object; with binary tensors, set {HEADER} to the JSON part's length"
-                           ) from None
+        raise RequestError(f"the request is not valid JSON: {exc}", hint=hint) from None
     if not isinstance(value, dict):
         raise RequestError(f"the request must be a JSON object, not {type(value).__name__}")
     return value

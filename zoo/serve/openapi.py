@@ -69,10 +69,12 @@ def _paths() -> dict[str, Any]:
         "/v2/models/{name}/versions/{version}/infer": {"post": {**infer, "parameters": versioned}},
         "/v2/repository/index": {"post": _op("repository index", "every model, READY when loaded; body "
                                              "{\"ready\": true} lists only those")},
-        "/v2/repository/models/{name}/load": {"post": _op("load", "load and keep until unloaded", params=model,
-                                                          errors=(404, 500))},
-        "/v2/repository/models/{name}/unload": {"post": _op("unload", "unload (requests in flight finish)",
-                                                            params=model, errors=(404,))},
+        "/v2/repository/models/{name}/load": {"post": _op("load", "load and keep until unloaded; body empty or "
+                                                          "{} (Triton's config and file: parameters are refused, "
+                                                          "400)", params=model, errors=(400, 404, 500))},
+        "/v2/repository/models/{name}/unload": {"post": _op("unload", "unload (requests in flight finish); body "
+                                                            "empty, {} or {\"parameters\": {\"unload_dependents\": "
+                                                            "bool}}", params=model, errors=(400, 404))},
         "/metrics": {"get": _op("metrics", "Prometheus text format")},
     }
 

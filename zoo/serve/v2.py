@@ -159,7 +159,7 @@ async def repository_index(request: Request) -> JSONResponse:
 
     tag(request, "repository")
     body = await request.body()
-    only_ready = oip.parse_json(body).get("ready", False) if body.strip() else False
+    only_ready = oip.parse_json(body, _REPOSITORY_HINT).get("ready", False) if body.strip() else False
     if not isinstance(only_ready, bool):
         raise RequestError(f"\"ready\" must be true or false, got {clipped(json.dumps(only_ready))}",
                            hint='POST {"ready": true} lists the loaded models only')
@@ -178,6 +178,7 @@ async def repository_index(request: Request) -> JSONResponse:
 async def repository_load(request: Request) -> JSONResponse:
     """Load a model and keep it (pinned) until it is unloaded."""
     tag(request, "repository")
+    await _repository_parameters(request, "load", {})
     served = await state_of(request).pool.get(_key(request), pin=True)
     tag(request, "repository", served.model.name)
     return JSONResponse({})
@@ -185,9 +186,40 @@ async def repository_load(request: Request) -> JSONResponse:
 
 async def repository_unload(request: Request) -> JSONResponse:
     tag(request, "repository")
+    await _repository_parameters(request, "unload", {"unload_dependents": bool})  # zoo models have no dependents
     key = _key(request)
     state_of(request).pool.unload(key)
     return JSONResponse({})
+
+
+_REPOSITORY_HINT = 'send no body, {} or {"parameters": {...}} as a JSON object'
+
+
+async def _repository_parameters(request: Request, action: str, takes: dict[str, type]) -> dict[str, Any]:
+    """A load or unload request's "parameters" ({} for an empty body), refusing any zoo cannot honour.
+
+    Triton's load takes "config" and "file:..." parameters, a model configuration and files to
+    load instead of the repository's; zoo loads its catalogue's verified files only, so a client
+    that sends them is told so rather than answered as if they had been applied.
+    """
+    body = await request.body()
+    if not body.strip():
+        return {}
+    request_body = oip.parse_json(body, _REPOSITORY_HINT)
+    parameters = request_body.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise RequestError(f"\"parameters\" must be a JSON object, got {clipped(json.dumps(parameters))}",
+                           hint=_REPOSITORY_HINT)
+    for name, value in parameters.items():
+        wanted = takes.get(name)
+        if wanted is None:
+            raise RequestError(f"zoo serve takes no {action} parameter {clipped(name)}: models load from zoo's "
+                               "catalogue and verified cache, with their own configuration",
+                               hint=f"POST an empty body or {{}} to {action} the model by its zoo name")
+        if not isinstance(value, wanted):
+            raise RequestError(f"{action} parameter {name!r} must be {wanted.__name__}, "
+                               f"got {clipped(json.dumps(value))}", hint=_REPOSITORY_HINT)
+    return parameters
 
 
 ROUTES = [

@@ -184,7 +184,9 @@ BAD_TENSORS = [
     ("json count", BATCHED, {"inputs": [{**GOOD_INPUT, "data": [1.0, 2.0, 3.0]}]}, b"", {}, 400,
      r"\"data\" has 3 values, shape \[1, 3, 224, 224\] needs 150528"),
     ("json values", BATCHED, {"inputs": [{**GOOD_INPUT, "shape": [1], "data": ["x"]}]}, b"", {}, 400,
-     r"\"data\" is not a list of FP32 values"),
+     r"\"data\" holds text; FP32 takes numbers"),
+    ("json booleans", BATCHED, {"inputs": [{**GOOD_INPUT, "data": [True] * 150528}]}, b"", {}, 400,
+     r"\"data\" holds true/false values; FP32 takes numbers"),  # was run as 1.0s
     ("input name", BATCHED, {"inputs": [{**GOOD_INPUT, "name": "x", "shape": [1], "data": [1]}]}, b"", {}, 400,
      r"missing input\(s\) \['input'\]; model mobilenetv2-12-int8 has no input\(s\) \['x'\]"),
     ("output name", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "nope"}]}, ZEROS.tobytes(), {}, 400,

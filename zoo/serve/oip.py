@@ -209,14 +209,53 @@ def _input(raw: object, index: int, binary: memoryview) -> tuple[Tensor, int]:
 
 
 def _json_data(data: object, name: str, datatype: str, shape: list[int]) -> np.ndarray:
+    """JSON values as the datatype's array, refusing what a cast would change.
+
+    A cast to the datatype alone took true as 1.0, 2.5 as the INT64 2, 300 as the UINT8 44 and
+    1e40 as an FP32 inf: answers to values the client never sent. As Triton does, BOOL takes
+    true/false only, integer datatypes whole numbers (no fraction or exponent) within their
+    range, and floating-point ones numbers within theirs.
+    """
+    dtype = DTYPES[datatype]
     try:
-        array = np.asarray(data, dtype=DTYPES[datatype])
+        given = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise RequestError(f"input {name!r}: \"data\" is not a list of {datatype} values ({exc})") from None
+    if given.size:
+        _check_values(given, dtype, name, datatype)
+    with np.errstate(over="ignore"):  # checked above: only an empty float64 array is left to cast
+        array = given.astype(dtype, copy=False)
     if array.size != math.prod(shape):
         raise RequestError(f"input {name!r}: \"data\" has {array.size} values, shape {shape} needs "
                            f"{math.prod(shape)}", hint="send the values flattened in row-major order")
     return array.reshape(shape)
+
+
+_TAKES = {"b": ("b", "true or false"), "i": ("iu", "whole numbers"), "u": ("iu", "whole numbers"),
+          "f": ("iuf", "numbers")}
+_GIVEN = {"b": "true/false values", "i": "whole numbers", "u": "whole numbers",
+          "f": "numbers with a fraction or exponent", "U": "text", "S": "text",
+          "O": "values other than numbers and true/false (null, objects, or integers past 64 bits)"}
+
+
+def _check_values(given: np.ndarray, dtype: np.dtype[Any], name: str, datatype: str) -> None:
+    kinds, takes = _TAKES[dtype.kind]
+    if given.dtype.kind not in kinds:
+        what = _GIVEN.get(given.dtype.kind, _GIVEN["O"])
+        raise RequestError(f"input {name!r}: \"data\" holds {what}; {datatype} takes {takes}",
+                           hint="send the values as JSON numbers (true/false for BOOL), flattened in row-major order")
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = given.min(), given.max()
+        if low < info.min or high > info.max:
+            raise RequestError(f"input {name!r}: \"data\" holds values from {low} to {high}; {datatype} takes "
+                               f"{info.min} to {info.max}")
+    elif dtype.kind == "f" and dtype.itemsize < 8:
+        magnitudes = np.abs(given, dtype=np.float64)
+        top = float(magnitudes[np.isfinite(magnitudes)].max(initial=0.0))
+        if top > float(np.finfo(dtype).max):
+            raise RequestError(f"input {name!r}: \"data\" holds {top:g}, beyond {datatype}'s largest value "
+                               f"{float(np.finfo(dtype).max):g}")
 
 
 def _outputs(raw: object) -> tuple[OutputRequest, ...]:

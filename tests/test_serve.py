@@ -86,6 +86,28 @@ def test_infer_binary_and_json_match_zoo_predict(model_id: str, as_server: Path,
         assert int(result.as_numpy("output").argmax()) == expected == 1  # goldfish
 
 
+def test_classification_extension_names_zoo_predicts_top_classes(as_server: Path,
+                                                                   client: triton.InferenceServerClient) -> None:
+    """tritonclient's class_count (the classification extension) was ignored: the client got 1000 raw scores."""
+    import zoo
+
+    photo = str(IMAGES / "frog.jpg")
+    expected = json_lines(zoo_cli("predict", BATCHED, photo, "--json", "--top-k", "3").stdout)[0]["predictions"]
+    tensor = zoo.load(BATCHED).preprocess(photo)["input"]
+    assert "classification" in client.get_server_metadata()["extensions"]
+    for binary in (True, True, False):  # the second binary request is answered from its header's plan
+        given = triton.InferInput("input", list(tensor.shape), "FP32")
+        given.set_data_from_numpy(tensor, binary_data=binary)
+        wanted = triton.InferRequestedOutput("output", binary_data=binary, class_count=3)
+        result = client.infer(BATCHED, [given], outputs=[wanted])
+        assert result.get_output("output")["datatype"] == "BYTES" and result.get_output("output")["shape"] == [1, 3]
+        rows = [(item.decode() if isinstance(item, bytes) else item).split(":") for item in
+                result.as_numpy("output")[0]]
+        assert [(int(index), label) for _, index, label in rows] == [(p["index"], p["label"]) for p in expected]
+        logits = [float(score) for score, _, _ in rows]
+        assert logits == sorted(logits, reverse=True) and rows[0][2] == "tree frog"
+
+
 def test_image_endpoint_is_zoo_predict_json(server: Server, as_server: Path) -> None:
     photo = IMAGES / "frog.jpg"
     expected = json_lines(zoo_cli("predict", BATCHED, str(photo), "--json", "--top-k", "3").stdout)[0]
@@ -191,6 +213,14 @@ BAD_TENSORS = [
      r"missing input\(s\) \['input'\]; model mobilenetv2-12-int8 has no input\(s\) \['x'\]"),
     ("output name", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "nope"}]}, ZEROS.tobytes(), {}, 400,
      r"has no output\(s\) \['nope'\] \(its outputs: output\)"),
+    ("classification count", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "output",
+                                                                        "parameters": {"classification": True}}]},
+     ZEROS.tobytes(), {}, 400, r"output 'output': classification must be a count of classes, got 'true'"),
+    ("binary flag", BATCHED, {"inputs": [_bin()], "parameters": {"binary_data_output": "no"}}, ZEROS.tobytes(), {},
+     400, r"binary_data_output must be true or false, got '\"no\"'"),  # "no" was taken as true
+    ("output binary flag", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "output",
+                                                                      "parameters": {"binary_data": 1}}]},
+     ZEROS.tobytes(), {}, 400, r"output 'output': binary_data must be true or false, got '1'"),
     ("datatype name", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": "FLOAT"}]}, b"", {}, 400,
      r"unknown datatype 'FLOAT'"),
     ("datatype list", BATCHED, {"inputs": [{**GOOD_INPUT, "datatype": ["FP32"]}]}, b"", {}, 400,

@@ -53,6 +53,7 @@ class Tensor:
 class OutputRequest:
     name: str
     binary: bool | None  # None: as the request's binary_data_output says
+    classes: int = 0  # the classification extension's count: the top classes as "score:index:label" (0: the tensor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ class Plan:
 
     inputs: tuple[BinaryInput, ...] | None  # None: some input came as JSON data
     binary_size: int  # the bytes the inputs take after the header: the body must have exactly these
-    outputs: tuple[tuple[str, bool], ...]  # chosen_outputs
+    outputs: tuple[tuple[str, bool, int], ...]  # chosen_outputs
     request_id: str | None
     batch_key: object | None  # None: the request runs alone (a fresh key each time)
     rows: int
@@ -101,7 +102,7 @@ class Plan:
                                       ).reshape(i.shape) for i in self.inputs}
 
 
-def plan_of(request: InferRequest, outputs: Sequence[tuple[str, bool]], batch_key: object | None,
+def plan_of(request: InferRequest, outputs: Sequence[tuple[str, bool, int]], batch_key: object | None,
             rows: int) -> Plan:
     """The plan of a request checked against its model (feeds_for, chosen_outputs, the batch key and rows)."""
     if not all(t.binary for t in request.inputs):
@@ -148,7 +149,8 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         raise RequestError(f"input names repeat: {names}")
     params = _params(header.get("parameters"), "request")
     return InferRequest(id=_optional_str(header.get("id"), "id"), inputs=tuple(inputs),
-                        outputs=_outputs(header.get("outputs")), binary_default=bool(params.get("binary_data_output")))
+                        outputs=_outputs(header.get("outputs")),
+                        binary_default=_flag(params, "binary_data_output", "the request's parameters"))
 
 
 def parse_json(data: bytes | memoryview,
@@ -168,6 +170,14 @@ def _params(value: object, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise RequestError(f"{where} parameters must be a JSON object")
+    return value
+
+
+def _flag(params: dict[str, Any], name: str, where: str) -> bool:
+    """A true/false parameter (absent: false); "no" or 0 was taken as its truth value."""
+    value = params.get(name, False)
+    if not isinstance(value, bool):
+        raise RequestError(f"{where}: {name} must be true or false, got {clipped(json.dumps(value))}")
     return value
 
 
@@ -265,9 +275,36 @@ def _outputs(raw: object) -> tuple[OutputRequest, ...]:
         raise RequestError("\"outputs\" must be a list of objects with a \"name\"")
     out = []
     for o in raw:
-        binary = _params(o.get("parameters"), f"output {o['name']!r}").get("binary_data")
-        out.append(OutputRequest(o["name"], None if binary is None else bool(binary)))
+        where = f"output {o['name']!r}"
+        params = _params(o.get("parameters"), where)
+        binary = _flag(params, "binary_data", where) if "binary_data" in params else None
+        classes = params.get("classification", 0)
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:
+            raise RequestError(f"{where}: classification must be a count of classes, got "
+                               f"{clipped(json.dumps(classes))}", hint="e.g. 5 for the top five (0: the tensor)")
+        out.append(OutputRequest(o["name"], binary, classes))
     return tuple(out)
+
+
+def classified(array: np.ndarray, count: int, labels: Sequence[str] | None, name: str) -> np.ndarray:
+    """The classification extension's answer for an output: along its last axis, the `count` highest values as
+    "score:index" strings, or "score:index:label" where `labels` name every class of that axis.
+
+    Highest first; the score as C's %f writes it (Triton's form). Shape: the output's, with the
+    last axis cut to min(count, its length).
+    """
+    if array.dtype.kind not in "biuf" or array.ndim == 0:
+        raise RequestError(f"output {name!r} ({_datatype_of(name, array.dtype)}, shape {list(array.shape)}) has "
+                           "no classes to rank", hint="ask for classification on a numeric output with a class axis")
+    k = min(count, array.shape[-1])
+    order = np.argsort(-array.astype(np.float64), axis=-1, kind="stable")[..., :k]
+    scores = np.take_along_axis(array, order, axis=-1)
+    named = labels is not None and len(labels) == array.shape[-1]
+    text = [f"{float(v):f}:{i}:{labels[i]}" if named and labels is not None else f"{float(v):f}:{i}"
+            for v, i in zip(scores.ravel().tolist(), order.ravel().tolist())]
+    out = np.empty(len(text), dtype=object)
+    out[:] = text
+    return out.reshape(order.shape)
 
 
 def encode_response(*, model: str, version: str, request_id: str | None,
@@ -363,11 +400,11 @@ def feeds_for(request: InferRequest, metas: Sequence[Any], model: str) -> dict[s
     return {t.name: t.array for t in request.inputs}
 
 
-def chosen_outputs(request: InferRequest, names: Sequence[str], model: str) -> list[tuple[str, bool]]:
-    """(output name, as binary?) for the response: the requested ones, or all of them."""
+def chosen_outputs(request: InferRequest, names: Sequence[str], model: str) -> list[tuple[str, bool, int]]:
+    """(output name, as binary?, classification count or 0) for the response: the requested ones, or all of them."""
     if not request.outputs:
-        return [(name, request.binary_default) for name in names]
+        return [(name, request.binary_default, 0) for name in names]
     unknown = [o.name for o in request.outputs if o.name not in names]
     if unknown:
         raise RequestError(f"model {model} has no output(s) {unknown}", hint=f"its outputs: {', '.join(names)}")
-    return [(o.name, request.binary_default if o.binary is None else o.binary) for o in request.outputs]
+    return [(o.name, request.binary_default if o.binary is None else o.binary, o.classes) for o in request.outputs]

@@ -17,7 +17,7 @@ from zoo.serve.models import Served
 from zoo.serve.state import ServerState, state_of, tag
 from zoo.version import __version__
 
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 # Below these sizes parsing or encoding takes well under a millisecond: a thread hop would cost more.
 INLINE_JSON = 64 * 1024  # bytes of JSON header
 INLINE_VALUES = 20_000  # tensor values written as JSON
@@ -118,7 +118,8 @@ async def answer_infer(state: ServerState, served: Served, body: bytes,
                 served.remember(head, plan)
         key = plan.batch_key if plan.batch_key is not None else object()
         outputs = await served.tensors.submit(key, feeds, plan.rows)
-        picked = [(name, outputs[name], binary) for name, binary in plan.outputs]
+        picked = [(name, oip.classified(outputs[name], classes, model.labels, name) if classes else outputs[name],
+                   binary) for name, binary, classes in plan.outputs]
 
         def encode() -> tuple[bytes, int | None]:
             return oip.encode_response(model=model.name, version=version_of(served), request_id=plan.request_id,

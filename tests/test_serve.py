@@ -216,6 +216,9 @@ BAD_TENSORS = [
     ("classification count", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "output",
                                                                         "parameters": {"classification": True}}]},
      ZEROS.tobytes(), {}, 400, r"output 'output': classification must be a count of classes, got 'true'"),
+    ("shared memory", BATCHED, {"inputs": [{**GOOD_INPUT, "parameters": {"shared_memory_region": "in0",
+                                                                         "shared_memory_byte_size": 602112}}]},
+     b"", {}, 400, r"input 'input' names a shared-memory region, but zoo serve has no shared-memory extension"),
     ("binary flag", BATCHED, {"inputs": [_bin()], "parameters": {"binary_data_output": "no"}}, ZEROS.tobytes(), {},
      400, r"binary_data_output must be true or false, got '\"no\"'"),  # "no" was taken as true
     ("output binary flag", BATCHED, {"inputs": [_bin()], "outputs": [{"name": "output",

@@ -181,6 +181,15 @@ def _flag(params: dict[str, Any], name: str, where: str) -> bool:
     return value
 
 
+def _no_shared_memory(params: dict[str, Any], where: str) -> None:
+    """Triton's shared-memory extension names a region for a tensor instead of sending it; zoo serve has none, and
+    an input that names one has nothing else to read (an output's answer would go where its client never looks)."""
+    if any(key.startswith("shared_memory_") for key in params):
+        raise RequestError(f"{where} names a shared-memory region, but zoo serve has no shared-memory extension "
+                           "(GET /v2 lists its extensions)",
+                           hint="send the tensor in the body: binary (parameters.binary_data_size) or JSON \"data\"")
+
+
 def _optional_str(value: object, field: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -201,7 +210,9 @@ def _input(raw: object, index: int, binary: memoryview) -> tuple[Tensor, int]:
                                               for d in shape):
         raise RequestError(f"input {name!r}: \"shape\" must be a list of non-negative integers, got {shape!r}")
     dtype, count = DTYPES[datatype], math.prod(shape)
-    size = _params(raw.get("parameters"), f"input {name!r}").get("binary_data_size")
+    params = _params(raw.get("parameters"), f"input {name!r}")
+    _no_shared_memory(params, f"input {name!r}")
+    size = params.get("binary_data_size")
     if size is not None:
         if "data" in raw:
             raise RequestError(f"input {name!r} has both \"data\" and binary_data_size", hint="send one of them")
@@ -277,6 +288,7 @@ def _outputs(raw: object) -> tuple[OutputRequest, ...]:
     for o in raw:
         where = f"output {o['name']!r}"
         params = _params(o.get("parameters"), where)
+        _no_shared_memory(params, where)
         binary = _flag(params, "binary_data", where) if "binary_data" in params else None
         classes = params.get("classification", 0)
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0:

@@ -31,7 +31,12 @@ def _op(summary: str, description: str, *, params: list[dict[str, Any]] | None =
 def _infer_body() -> dict[str, Any]:
     schema = {"type": "object", "required": ["inputs"], "properties": {
         "id": {"type": "string"}, "inputs": {"type": "array", "items": TENSOR},
-        "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "parameters": {"type": "object", "properties": {
+                "binary_data": {"type": "boolean"},
+                "classification": {"type": "integer", "minimum": 0, "description": "answer the N highest classes "
+                                   "as BYTES \"score:index:label\" strings, highest first (0: the tensor)"}}}}}},
         "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}}}}
     return {"required": True, "description": "JSON tensors; or, with the binary tensor data extension, the JSON "
             "header (its length in `Inference-Header-Content-Length`) followed by the raw tensor bytes",

@@ -196,8 +196,9 @@ async def repository_unload(request: Request) -> JSONResponse:
 _REPOSITORY_HINT = 'send no body, {} or {"parameters": {...}} as a JSON object'
 
 
-async def _repository_parameters(request: Request, action: str, takes: dict[str, type]) -> dict[str, Any]:
-    """A load or unload request's "parameters" ({} for an empty body), refusing any zoo cannot honour.
+async def _repository_parameters(request: Request, action: str, takes: dict[str, type]) -> None:
+    """Check a load or unload request's body (empty, or an object with "parameters"), refusing any parameter zoo
+    cannot honour: those in `takes` (name -> type) change nothing for zoo's models.
 
     Triton's load takes "config" and "file:..." parameters, a model configuration and files to
     load instead of the repository's; zoo loads its catalogue's verified files only, so a client
@@ -205,7 +206,7 @@ async def _repository_parameters(request: Request, action: str, takes: dict[str,
     """
     body = await request.body()
     if not body.strip():
-        return {}
+        return
     request_body = oip.parse_json(body, _REPOSITORY_HINT)
     parameters = request_body.get("parameters", {})
     if not isinstance(parameters, dict):
@@ -220,7 +221,6 @@ async def _repository_parameters(request: Request, action: str, takes: dict[str,
         if not isinstance(value, wanted):
             raise RequestError(f"{action} parameter {name!r} must be {wanted.__name__}, "
                                f"got {clipped(json.dumps(value))}", hint=_REPOSITORY_HINT)
-    return parameters
 
 
 ROUTES = [

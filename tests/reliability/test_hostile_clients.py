@@ -174,3 +174,32 @@ def test_a_later_request_on_a_connection_gets_the_whole_header_time(tmp_path: Pa
     assert 0.9 <= took < 5, took
     server.proc.send_signal(15)
     assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()
+
+
+def test_bodies_declared_but_not_sent_cost_no_memory_until_they_come(tmp_path: Path) -> None:
+    """zoo serve reads a body of declared length straight into a buffer of that length: a buffer that took
+    memory when made would let a header of 100 bytes claim 16 MiB (32 connections: 512 MiB)."""
+    home = seed_home(tmp_path / "home", BATCHED)
+    server = start(home, tmp_path / "serve.log", BATCHED, "--body-timeout", "10s")
+
+    def rss_mib() -> int:
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) // 1024
+
+    declared = 16 << 20  # zoo serve's gather limit: bodies up to it are read into place
+    before = rss_mib()
+    holders = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(32)]
+    try:
+        for conn in holders:
+            conn.sendall(f"POST /v2/models/{BATCHED}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n"
+                         "Inference-Header-Content-Length: 2\r\n\r\n{}".encode())
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=30).status_code == 200  # all headers are in
+        time.sleep(0.5)
+        held = rss_mib()
+    finally:
+        for conn in holders:
+            conn.close()
+    assert held < before + 64, (before, held)
+    assert requests.get(f"{server.url}/v2/health/live", timeout=30).status_code == 200
+    server.proc.send_signal(15)
+    assert server.proc.wait(30) == 0 and "Traceback" not in server.stderr()

@@ -68,8 +68,9 @@ class Front:
             await _send(send, 200, payload, "application/octet-stream", (_HEADER, str(json_length).encode()))
 
 
-async def _body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client disconnected first."""
+async def _body(receive: Receive) -> bytes | memoryview | None:
+    """The whole request body (a memoryview where zoo.serve.protocol gathered it), or None when the client
+    disconnected first."""
     chunks = []
     while True:
         message = await receive()

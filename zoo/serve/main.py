@@ -132,7 +132,9 @@ def http_protocol(header_timeout: float | None, max_body: int) -> Any:
     except ImportError:  # no httptools: uvicorn's h11 protocol, which bounds headers itself (16 KiB)
         return "auto"
     if protocol.fits():
-        return protocol.protocol_for(header_timeout, max_body)
+        from zoo.serve.front import INFER_PATH
+
+        return protocol.protocol_for(header_timeout, max_body, view_paths=INFER_PATH)  # what Front answers
     logging.getLogger("zoo.serve").warning("zoo serve: this uvicorn's httptools protocol is not the one zoo knows: "
                                            "request headers are not limited in size or time")
     return "auto"

@@ -94,7 +94,7 @@ class Plan:
     batch_key: object | None  # None: the request runs alone (a fresh key each time)
     rows: int
 
-    def feeds(self, body: bytes, header_length: int) -> dict[str, np.ndarray] | None:
+    def feeds(self, body: bytes | memoryview, header_length: int) -> dict[str, np.ndarray] | None:
         """The inputs of a body with this plan's header; None when its length is not the plan's."""
         if self.inputs is None or len(body) - header_length != self.binary_size:
             return None  # the full parse says what is wrong
@@ -124,7 +124,7 @@ def shape_of(declared: Sequence[Any] | None) -> list[int]:
     return [d if isinstance(d, int) and d > 0 else -1 for d in (declared or [])]
 
 
-def parse_request(body: bytes, header_length: int | None) -> InferRequest:
+def parse_request(body: bytes | memoryview, header_length: int | None) -> InferRequest:
     """Decode an infer request body; RequestError (400) names what is wrong."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise RequestError(f"{HEADER} is {header_length}, but the body has {len(body)} bytes",

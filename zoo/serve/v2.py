@@ -97,7 +97,7 @@ async def infer(request: Request) -> Response:
     return Response(payload, media_type="application/octet-stream", headers={oip.HEADER: str(json_length)})
 
 
-async def answer_infer(state: ServerState, served: Served, body: bytes,
+async def answer_infer(state: ServerState, served: Served, body: bytes | memoryview,
                        header_value: str | None) -> tuple[bytes, int | None]:
     """The response body of one infer request, and its JSON header's length when binary outputs follow.
 
@@ -109,7 +109,7 @@ async def answer_infer(state: ServerState, served: Served, body: bytes,
         header_length = header_length_of(header_value)
         head = plan = feeds = None
         if header_length is not None and 0 < header_length <= min(len(body), PLAN_HEADER):
-            head = body[:header_length]
+            head = bytes(body[:header_length])  # a dict key (the body may be a memoryview: zoo.serve.protocol)
             plan = served.plans.get(head)
             feeds = None if plan is None else plan.feeds(body, header_length)
         if plan is None or feeds is None:
@@ -129,7 +129,7 @@ async def answer_infer(state: ServerState, served: Served, body: bytes,
         return encode() if as_json <= INLINE_VALUES else await state.in_thread(encode)
 
 
-async def _checked(state: ServerState, served: Served, body: bytes,
+async def _checked(state: ServerState, served: Served, body: bytes | memoryview,
                    header_length: int | None) -> tuple[oip.Plan, dict[str, Any]]:
     """Parse a request and check it against the model: its plan and its feeds."""
     model = served.model

@@ -129,6 +129,29 @@ def test_kill_then_resume_gives_exactly_one_row_per_input(seeded: None, tmp_path
     assert sorted(inputs) == names and len(inputs) == len(set(inputs))
 
 
+def test_a_ctrl_c_right_after_a_row_is_written_is_counted_with_that_row(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SIGINT lands the moment the 5th row reaches the file, before the loop counts it (CI saw 15 told, 16 kept)."""
+    from zoo.cli.rows import write_rows
+    from zoo.prediction import Failure
+
+    written = batch.ResultWriter.write
+
+    def write_then_interrupt(self: batch.ResultWriter, result: Failure) -> None:
+        written(self, result)
+        if result.input == "img_4.jpg":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(batch.ResultWriter, "write", write_then_interrupt)
+    out = tmp_path / "out.jsonl"
+    results = (Failure(f"img_{i}.jpg", MODEL, "unreadable") for i in range(9))
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(results, total=9, desc="", output=out, resume=False, as_json=False, save=None, many=True,
+                   quiet=True)
+    assert [row["input"] for row in rows(out)] == [f"img_{i}.jpg" for i in range(5)]
+    assert f"note: 5 of 9 rows written to {out}" in capsys.readouterr().err
+
+
 def test_ctrl_c_keeps_whole_rows_and_says_how_to_resume(seeded: None, tmp_path: Path, isolated_env: Path) -> None:
     names = make_images(tmp_path / "imgs", 120)
     out = tmp_path / "out.jsonl"

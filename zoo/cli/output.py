@@ -151,6 +151,28 @@ def _stop_downloads_on_sigint() -> Iterator[None]:
         interrupt.clear()
 
 
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect at its end: a row and its count land together.
+
+    The handler in force (Python's, or the one above) is called at the block's end
+    when a SIGINT came meanwhile; outside the main thread, or with SIGINT ignored,
+    nothing changes.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    came: list[tuple[int, Any]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: came.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if came:
+            previous(*came[0])
+
+
 def echo_note(text: str) -> None:
     """A note on stderr, printable: it may quote manifests, servers or file names."""
     click.echo(printable(text), err=True)

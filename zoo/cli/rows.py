@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from zoo.cli.output import sigint_deferred
 from zoo.errors import InputError
 from zoo.prediction import Failure, Prediction, Result
 from zoo.printable import printable, shown
@@ -99,14 +100,15 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
                disable=not drawn, ncols=columns, nrows=lines)
     try:
         for result in results:
-            if writer is not None:
-                writer.write(result)  # before the counts: they are rows written, whenever an interrupt comes
-            else:
-                _show(bar, result, as_json=as_json, many=many)
-            if isinstance(result, Failure):
-                failed += 1
-            else:
-                predicted += 1
+            with sigint_deferred():  # the row and its count together: the note below tells the file's truth
+                if writer is not None:
+                    writer.write(result)
+                else:
+                    _show(bar, result, as_json=as_json, many=many)
+                if isinstance(result, Failure):
+                    failed += 1
+                else:
+                    predicted += 1
             if save is not None and isinstance(result, Prediction):
                 _save(result, save_path(save, result.input, result.model, many=many), bar)
             bar.update(1)

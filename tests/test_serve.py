@@ -321,6 +321,8 @@ BAD_IMAGES = [
     ("truncated", BATCHED, "", (IMAGES / "frog.jpg").read_bytes()[:3000] if IMAGES.exists() else b"", 400,
      r"cannot use image <request body>: cannot decode"),
     ("empty", BATCHED, "", b"", 400, r"the body is empty"),
+    ("url", BATCHED, "", b"https://example.com/frog.jpg\n", 400,
+     r"<request body> is a URL \('https://example.com/frog.jpg'\), and zoo serve fetches nothing"),
     ("top_k", BATCHED, "?top_k=0", b"x", 400, r"top_k must be a whole number from 1 to 1000, got '0'"),
     ("top_k digit", BATCHED, "?top_k=%C2%B2", b"x", 400, r"top_k must be a whole number from 1 to 1000, got '\u00b2'"),
     ("threshold", BATCHED, "?score_threshold=high", b"x", 400, r"score_threshold must be a number from 0 to 1"),

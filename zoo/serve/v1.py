@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -106,7 +107,14 @@ async def _image_of(request: Request) -> tuple[bytes, str]:
         raise RequestError("the request has no image: the body is empty",
                            hint="send the image bytes as the body (curl --data-binary @photo.jpg) "
                                 "or as a multipart file (curl -F image=@photo.jpg)")
+    if _URL.match(data[:16]):
+        raise RequestError(f"{name} is a URL ({clipped(data[:200].decode('latin-1').strip())}), and zoo serve "
+                           "fetches nothing on a client's behalf",
+                           hint="download the image yourself and send its bytes: curl --data-binary @photo.jpg")
     return data, name
+
+
+_URL = re.compile(rb"\s*(https?|ftp|file)://", re.IGNORECASE)
 
 
 ROUTES = [

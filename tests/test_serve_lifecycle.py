@@ -338,6 +338,34 @@ def test_lanes_given_cores_run_each_worker_on_its_own_core_also_when_they_come_b
     assert frozenset(os.sched_getaffinity(0)) >= frozenset(cores)  # the caller's own mask is untouched
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread only on Linux")
+def test_workers_run_a_step_below_the_event_loop_and_leave_the_callers_priority_alone() -> None:
+    import asyncio
+
+    from zoo.serve.batching import WORKER_NICE, Batcher, Lanes
+
+    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    if base + WORKER_NICE > 19:
+        pytest.skip(f"this process already runs at nice {base}: no lower priority to give its workers")
+    seen: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return items
+
+    async def some(lanes: Lanes) -> None:
+        batcher: Batcher[int, int] = Batcher(run, max_batch=1, lanes=lanes)
+        assert await asyncio.gather(*(batcher.submit("k", i) for i in range(4))) == [0, 1, 2, 3]
+        await batcher.close()
+
+    lanes = Lanes(2, max_delay=0.0)
+    asyncio.run(some(lanes))
+    lanes.close()
+    assert seen == [base + WORKER_NICE] * 4
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread is untouched
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == base
+
+
 def test_a_request_whose_values_fail_a_shared_run_fails_alone(tmp_path: Path, isolated_env: Path) -> None:
     """Token ids out of range failed the whole batch: every client in it got the one bad client's 500."""
     import numpy as np

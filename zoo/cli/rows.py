@@ -12,6 +12,7 @@ share a line with a result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -100,7 +101,9 @@ def write_rows(results: Iterable[Result], *, total: int, desc: str, output: Path
                disable=not drawn, ncols=columns, nrows=lines)
     try:
         for result in results:
-            with sigint_deferred():  # the row and its count together: the note below tells the file's truth
+            # A row in the file and its count go together, so that the note below tells the file's truth; rows
+            # on a terminal keep Ctrl-C as it is (a write blocked on a full pipe must still be interruptible).
+            with sigint_deferred() if writer is not None else contextlib.nullcontext():
                 if writer is not None:
                     writer.write(result)
                 else:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -48,7 +49,24 @@ R = TypeVar("R")
 
 _ONE_QUEUE = "one queue"  # the key of every item of a batcher whose runs take one item each
 OVERLAP_ALPHA = 0.1  # the weight of a new run in Lanes' moving average of the runs in progress
+WORKER_NICE = 1  # how far below the event loop the workers run (see give_way_to_the_loop)
 ALONE_BELOW = 1.25  # a run goes to run_alone only while that average is under this: 3 in 4 runs started alone
+
+
+def give_way_to_the_loop() -> None:
+    """Run this worker thread at WORKER_NICE above the process's main thread, on Linux (where nice is per thread).
+
+    The event loop that reads the bodies and answers the runs then gets a core sooner when it
+    wakes, instead of waiting behind the runs it feeds. On 2 cores (mobilenetv2-12-int8, 8
+    clients, interleaved windows) nice 1 gave 4-5 % more requests/s in two A/Bs and session
+    runs 4 % less CPU per request; at 32 clients it was even (+3 %, -1.5 %), where nice 3 cost
+    up to 7 %. Elsewhere setpriority would renice the whole process: nothing changes there.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with suppress(OSError):  # a sandbox that forbids it: the default priority stands
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())  # the main thread's (its tid is the pid)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, base + WORKER_NICE))
 
 
 @dataclass(slots=True)
@@ -209,6 +227,7 @@ class Lanes:
         if core is not None:
             with suppress(OSError):  # a core taken away since (cpuset): run anywhere
                 os.sched_setaffinity(0, {core})  # 0: this thread
+        give_way_to_the_loop()
         done: Batcher[Any, Any] | None = None
         cost: tuple[int, float] | None = None
         while True:

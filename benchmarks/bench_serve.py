@@ -208,6 +208,7 @@ def _session(model_id: str, threads: int, feed: Any) -> Any:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as zoo serve's sessions
+    so.add_session_config_entry("session.x64quantprecision", "1")  # exact int8 products, as zoo's sessions
     session = ort.InferenceSession(str(MODELS / f"{model_id}.onnx"), so, providers=["CPUExecutionProvider"])
     session.run(None, {"input": feed})
     return session
@@ -488,6 +489,7 @@ def plain_handler(model_path: str) -> Callable[..., Any]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.x64quantprecision", "1")  # exact int8 products, as zoo's sessions
     session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
 
     async def infer(request: Request) -> Response:
@@ -540,6 +542,7 @@ def lean_server(model_path: str, port: int) -> None:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS // SLOTS
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as zoo serve's sessions
+    so.add_session_config_entry("session.x64quantprecision", "1")  # exact int8 products, as zoo's sessions
     session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
     jobs: queue.SimpleQueue[tuple[str, Any, asyncio.Future[Any], asyncio.AbstractEventLoop]] = queue.SimpleQueue()
 

@@ -24,6 +24,7 @@ from zoo.cli import cli
 from zoo.errors import ZooError
 from zoo.export import equivalence, export_model
 from zoo.index.catalog import load_index
+from zoo.runtime import EXACT_INT8
 from zoo.store import download
 
 IMAGES = DATA / "images"
@@ -45,6 +46,7 @@ def photos() -> list[Path]:
 def session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry(*EXACT_INT8)  # exact int8 products, as zoo.load runs them (docs/EXPORT.md)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -110,6 +112,19 @@ def test_classifier_top1_equals_zoo_predict_on_every_photo(model_id, exported, m
         out = dict(zip([o.name for o in s.get_outputs()], s.run(None, {"image": rgb(path)})))
         assert (int(out["top_k"][0, 0]), str(out["top_k_labels"][0, 0])) == (want.index, want.label), path.name
     assert len(paths) >= 10
+
+
+def test_qdq_export_writes_its_quantization_as_float_ops(exported) -> None:
+    """The QDQ file has no Q/DQ left to fuse (AVX2's fused u8s8 kernels said "bonnet" for a diaper);
+    the QOperator int8 file keeps its integer ops, which define that model."""
+    qdq = onnx.load(str(exported["shufflenet-v2-12-qdq"]))
+    ops = {n.op_type for n in qdq.graph.node}
+    assert not ops & {"QuantizeLinear", "DequantizeLinear"} and {"Round", "Clip", "Conv"} <= ops
+    assert "Cast" in ops  # the int8 weights stay int8 in the file and are cast when loaded
+    assert "zoo.quantization" in {p.key for p in qdq.metadata_props}
+    int8 = onnx.load(str(exported["shufflenet-v2-12-int8"]))
+    assert "QLinearConv" in {n.op_type for n in int8.graph.node}
+    assert "zoo.quantization" not in {p.key for p in int8.metadata_props}
 
 
 @pytest.mark.parametrize("model_id", ["mnist-7", "mnist-8", "mnist-12"])

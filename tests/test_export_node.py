@@ -20,6 +20,7 @@ from PIL import Image
 
 from zoo.export import export_model
 from zoo.index.catalog import load_index
+from zoo.runtime import EXACT_INT8
 from zoo.store import download
 
 JS = Path(__file__).parent / "js"
@@ -77,7 +78,9 @@ def run_js(node: str, backend: str, model: Path, inputs: Path) -> list[dict]:
 
 
 def run_py(model: Path, arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    s = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.add_session_config_entry(*EXACT_INT8)  # what the JS side sets too (see run_exported.mjs)
+    s = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in s.get_outputs()]
     return [dict(zip(names, s.run(None, {"image": a}))) for a in arrays]
 

@@ -95,7 +95,7 @@ CPU_ONLY = SessionSpec(providers=(CPU,))  # only plain CPU sessions are cached
 
 
 def graph_name(key: str) -> str:
-    return f"{key}.cpu.all.ort{ort.__version__}.onnx"
+    return f"{key}.cpu.all.ort{ort.__version__}.{runtime.cpu_kind()}.onnx"
 
 
 def test_optimised_model_is_cached_with_a_record_and_gives_same_outputs(tmp_path: Path) -> None:
@@ -221,3 +221,40 @@ def test_available_lists_cpu_last_with_devices() -> None:
     rows = runtime.available()
     assert rows[-1]["name"] == CPU and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
     assert any(d["type"] == "CPU" for d in rows[-1]["devices"])
+
+
+def saturating_matmul() -> bytes:
+    """y = a @ b with u8 a and constant s8 b: each pair of products is 2 * 255 * 127 = 64,770,
+    past int16, which x86's u8s8 kernels (PMADDUBSW) clamp to 32,767 where the CPU has no VNNI."""
+    b = helper.make_tensor("b", TensorProto.INT8, [64, 4], [127] * 256)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 4])], [b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def test_int8_products_are_exact_on_every_cpu_by_default(tmp_path: Path) -> None:
+    a = np.full((1, 64), 255, np.uint8)
+    session, _ = create_session(saturating_matmul(), SessionSpec())
+    assert session.run(None, {"a": a})[0].tolist() == [[255 * 127 * 64] * 4]
+    # Through the optimised-graph cache too: the saved graph keeps the exact kernels' weights.
+    model = tmp_path / "mmi.onnx"
+    model.write_bytes(saturating_matmul())
+    key = "e" * 64
+    for _ in range(2):
+        session, _ = create_session(model, SessionSpec(), cache_dir=tmp_path / "opt", cache_key=key)
+        assert session.run(None, {"a": a})[0].tolist() == [[255 * 127 * 64] * 4]
+    fast = create_session(model, SessionSpec(exact_int8=False), cache_dir=tmp_path / "opt", cache_key=key)[0]
+    # Saturated on x86 without VNNI, exact elsewhere: never anything else.
+    assert fast.run(None, {"a": a})[0].tolist() in ([[255 * 127 * 64] * 4], [[32767 * 32] * 4])
+    names = sorted(p.name for p in (tmp_path / "opt").glob("*.onnx"))
+    kind = runtime.cpu_kind()
+    assert names == [f"{key}.cpu.all.fastint8.ort{ort.__version__}.{kind}.onnx",
+                     f"{key}.cpu.all.ort{ort.__version__}.{kind}.onnx"]
+
+
+def test_cpu_kind_names_the_machine_and_its_features() -> None:
+    import platform
+
+    machine, digest = runtime.cpu_kind().rsplit("-", 1)
+    assert machine == (platform.machine().lower() or "cpu") and len(digest) == 8 and int(digest, 16) >= 0

@@ -133,9 +133,10 @@ def _open_zoo(spec: BenchSpec) -> tuple[Any, Runner]:
 def _open_raw(spec: BenchSpec) -> tuple[Any, Runner]:
     import onnxruntime as ort
 
-    from zoo.runtime import load_error, select_providers
+    from zoo.runtime import EXACT_INT8, load_error, select_providers
 
     so = ort.SessionOptions()
+    so.add_session_config_entry(*EXACT_INT8)  # the same int8 kernels as zoo's session: one job, two callers
     if spec.threads:
         so.intra_op_num_threads = spec.threads
     providers = list(select_providers(spec.providers, ort.get_available_providers()).chosen)

@@ -6,8 +6,8 @@ Tolerances (documented in README):
   near-zero logits);
 - int8 / qdq models ("quantized"): what stays stable across int8 kernels must hold: top-1
   (argmax over the last axis) agrees on every row, and the Spearman rank correlation of
-  got vs expected is at least 0.80. Exact VNNI/AMX kernels and rounding AVX2 ones
-  (`vpmaddubsw`) legitimately differ by tens of quantization steps, so the largest
+  got vs expected is at least 0.80. Int8 kernels of different CPUs (VNNI/AMX, AVX2, Arm)
+  legitimately differ by up to tens of quantization steps, so the largest
   difference is reported (also in steps of the output's scale) but bounds nothing;
 - old archives' .npz sets hold one-hot labels as outputs: compared by top-1 only.
 """

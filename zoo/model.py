@@ -338,13 +338,16 @@ def _task_of(task: str, answer: object) -> str:
 def load(name_or_path: str | Path, *, opset: int | None = None, providers: str | Sequence[str] | None = None,
          recipe: str | ImageRecipe | Step | None = None, labels: str | Sequence[str] | None = None,
          threads: int | None = None, strict_provider: bool = False, optimization: str | None = None,
-         progress: bool | None = None, spinning: bool | None = None) -> Model:
+         progress: bool | None = None, spinning: bool | None = None, exact_int8: bool = True) -> Model:
     """Load a zoo model by name (pulled if not cached) or a local .onnx file, ready to predict.
 
     `optimization` defaults to "all", except for QDQ models: their graphs define
     fake-quantized float numerics, and ORT's extended fusions swap in integer kernels
     that round differently (shufflenet-v2-12-qdq then calls a banana a hotdog), so
     they get "basic" unless asked otherwise.
+
+    `exact_int8=False` lets x86 CPUs without VNNI use onnxruntime's faster u8s8 kernels, whose
+    saturating 16-bit sums move int8 models' answers (runtime.EXACT_INT8 says more).
     """
     _check_load_args(name_or_path, opset=opset, providers=providers, recipe=recipe, labels=labels, threads=threads)
     located = locate(name_or_path, opset)
@@ -354,7 +357,8 @@ def load(name_or_path: str | Path, *, opset: int | None = None, providers: str |
         optimization = "basic" if entry is not None and entry.variant == "qdq" else "all"
     chosen = runtime.parse_providers(providers)
     spec = runtime.SessionSpec(providers=None if chosen is None else tuple(chosen), threads=threads,
-                               optimization=optimization, strict=strict_provider, spinning=spinning)
+                               optimization=optimization, strict=strict_provider, spinning=spinning,
+                               exact_int8=exact_int8)
     key = entry.file.sha256 if entry is not None and located.path is None else _content_key(path)
     session, report = runtime.create_session(path, spec, cache_dir=cache.home() / "optimized", cache_key=key)
     final_recipe = _recipe_for(recipe, entry, session)

@@ -15,6 +15,7 @@ a link or read-only is not used (with one note), never an error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -151,8 +152,15 @@ def _stderr(message: str) -> None:
 MAX_THREADS = 1024  # intra-op threads per session: beyond this, a typo that would take minutes to start
 
 
+# x86 CPUs without VNNI multiply u8 activations by s8 weights with PMADDUBSW, which saturates each
+# 16-bit pair sum: there shufflenet-v2-12-int8 calls a cat a kit fox. onnxruntime's precision mode
+# stores those weights as u8 and runs its exact U8U8 kernels instead; it acts only where MLAS
+# reports that overflow (a no-op on VNNI/AMX CPUs and off x86), at some speed (BENCHMARKS.md).
+EXACT_INT8 = ("session.x64quantprecision", "1")
+
+
 def session_options(*, threads: int | None, optimization: str, optimized_path: Path | None,
-                    spinning: bool | None = None) -> Any:
+                    spinning: bool | None = None, exact_int8: bool = True) -> Any:
     import onnxruntime as ort
 
     levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -174,6 +182,8 @@ def session_options(*, threads: int | None, optimization: str, optimized_path: P
         # ORT's intra-op workers busy-wait between runs; with decoding threads beside the
         # session (folder runs) that steals the cores they need.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if exact_int8:
+        so.add_session_config_entry(*EXACT_INT8)
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
     return so
@@ -189,6 +199,7 @@ class SessionSpec:
     strict: bool = False
     policy: str | None = None  # a plugin-EP selection policy, e.g. "PREFER_GPU"
     spinning: bool | None = None  # False: intra-op threads sleep instead of busy-waiting (None: ORT default)
+    exact_int8: bool = True  # False: x86's saturating u8s8 kernels where no VNNI (faster, answers may move)
 
 
 def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | None = None,
@@ -211,7 +222,8 @@ def create_session(model: Path | bytes, spec: SessionSpec, *, cache_dir: Path | 
     cached, target = _optimized_paths(plan, spec, cache_dir, cache_key, warn)
     source = cached if cached is not None else model
     level = "disable" if cached is not None else spec.optimization
-    so = session_options(threads=spec.threads, optimization=level, optimized_path=target, spinning=spec.spinning)
+    so = session_options(threads=spec.threads, optimization=level, optimized_path=target, spinning=spec.spinning,
+                         exact_int8=spec.exact_int8)
     kwargs: dict[str, Any] = {}
     if spec.policy:
         so.set_provider_selection_policy(getattr(ort.OrtExecutionProviderDevicePolicy, spec.policy))
@@ -310,10 +322,26 @@ def _optimized_paths(plan: ProviderPlan, spec: SessionSpec, cache_dir: Path | No
 
     from zoo.store import graphs
 
-    cached, target, why = graphs.locate(cache_dir, cache_key, f"cpu.{spec.optimization}.ort{ort.__version__}")
+    # The saved graph holds this CPU's choices (NCHWc block size, u8 weights under EXACT_INT8): a
+    # shared cache keeps one per CPU kind.
+    kind = f"cpu.{spec.optimization}{'' if spec.exact_int8 else '.fastint8'}.ort{ort.__version__}.{cpu_kind()}"
+    cached, target, why = graphs.locate(cache_dir, cache_key, kind)
     if why is not None:
         _note_unkept(cache_dir, why, warn)
     return cached, target
+
+
+@functools.cache
+def cpu_kind() -> str:
+    """A short tag for this CPU's instruction set: the machine and a digest of its feature flags."""
+    import platform
+    import zlib  # a name, not a security check: hashlib stays out of a cached load
+
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        flags = next((ln.split(":", 1)[-1] for ln in f if ln.startswith(("flags", "Features"))), "")
+    features = " ".join(sorted(flags.split())) or platform.processor()
+    return f"{platform.machine().lower() or 'cpu'}-{zlib.crc32(features.encode()):08x}"
 
 
 _NOTED: set[str] = set()

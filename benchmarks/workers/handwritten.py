@@ -38,6 +38,7 @@ def prepare(path: str) -> np.ndarray:
 def session(model: str, threads: int | None = None) -> tuple[ort.InferenceSession, int]:
     """The session (onnxruntime's defaults unless `threads`) and how many images one run may take."""
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.x64quantprecision", "1")  # exact int8 on AVX2, as zoo
     if threads:
         options.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

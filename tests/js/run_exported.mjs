@@ -11,7 +11,10 @@ const ort = backend === "web" ? await import("onnxruntime-web") : await import("
 if (backend === "web") {
   ort.env.wasm.numThreads = 1; // no worker threads: plain Node.js, deterministic
 }
-const options = backend === "web" ? { executionProviders: ["wasm"] } : { executionProviders: ["cpu"] };
+// session.x64quantprecision: exact int8 products on x86 CPUs without VNNI, as zoo's sessions have them
+// (onnxruntime's u8s8 kernels saturate there; WebAssembly's do not).
+const extra = { session: { x64quantprecision: "1" } };
+const options = { executionProviders: [backend === "web" ? "wasm" : "cpu"], extra };
 const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(modelPath)), options);
 const inputs = JSON.parse(readFileSync(inputsPath, "utf8"));
 for (const item of inputs) {

@@ -84,6 +84,8 @@ def _image_recipe(recipe: object, model_id: str) -> ImageRecipe:
     return recipe
 
 
+QDQ_NOTE = ("QuantizeLinear/DequantizeLinear written as float ops (Div, Round, Clip; Cast, Sub, Mul), "
+            "so no runtime fuses them into integer kernels that round differently")
 MAX_TOPK = 2**31 - 1  # far past any class count; k is an int64 constant in the graph, which 10**20 overflowed
 
 
@@ -92,14 +94,16 @@ def build_model(name_or_model: str | Model, *, opset: int | None = None, postpro
     """The exported ModelProto (checked) and its report (path, sha256 and size still empty)."""
     import onnx
 
-    from zoo.export import merge, postprocess_graph, preprocess_graph
+    from zoo.export import fake_quant, merge, postprocess_graph, preprocess_graph
     from zoo.export.graph import OPSET
 
     if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
         raise InputError(f"topk={topk!r}: expected a whole number of 1 or more", expected=["topk=5"])
     topk = None if topk is None else min(topk, MAX_TOPK)  # the graph takes the smaller of k and the classes
     src = _source(name_or_model, opset)
-    network = onnx.load(str(src.path))
+    loaded = onnx.load(str(src.path))
+    network = fake_quant.rewrite(loaded)  # QDQ: the float numerics zoo runs, in every runtime
+    float_qdq = network is not loaded
     graph_inputs = _graph_inputs(network)
     tensor_input = src.recipe.input or next(iter(graph_inputs))
     if tensor_input not in graph_inputs:
@@ -117,10 +121,11 @@ def build_model(name_or_model: str | Model, *, opset: int | None = None, postpro
     model = merge.merge(pre, network, io_map)
     if decoder.in_graph and spec is not None:
         model = _add_decoder(model, spec, src.labels, network, topk)
-    model = merge.set_metadata(_without_initializer_inputs(model), _metadata(src, decoder))
-    model = merge.check(model)
+    props = _metadata(src, decoder) | ({"zoo.quantization": QDQ_NOTE} if float_qdq else {})
+    model = merge.check(merge.set_metadata(_without_initializer_inputs(model), props))
+    note = "; ".join(n for n in (decoder.reason, QDQ_NOTE if float_qdq else "") if n)
     report = ExportReport(src.model_id, "", "", 0, merge.default_opset(model), _io(model),
-                          tuple(o.name for o in model.graph.output), decoder.kind, decoder.reason)
+                          tuple(o.name for o in model.graph.output), decoder.kind, note)
     return model, report
 
 

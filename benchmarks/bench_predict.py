@@ -16,9 +16,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmarks._common import (
     IMAGES,
+    INFO,
     REPO,
     Config,
     Row,
@@ -26,9 +28,11 @@ from benchmarks._common import (
     environ,
     guarded,
     in_turn,
+    interleaved,
     median,
     ms,
     need,
+    paired_ratio,
     ratio_at_most,
     scratch,
     seeded_home,
@@ -53,7 +57,38 @@ def run(cfg: Config) -> list[Row]:
         for items, runs in ((batch16[:1], cfg.pick(40, 3)), (batch16, cfg.pick(8, 2))):
             rows += guarded(f"predict {MODEL_ID}, batch {len(items)}", lambda items=items, runs=runs: [
                 _compare(path, labels, items, runs, threads, cfg.pick(5, 1))])
+        rows += guarded(f"int8 kernels, {MODEL_ID}", lambda: [_int8_kernels(path, photos, cfg.pick(10, 1), threads)])
     return rows
+
+
+def _int8_kernels(path: Path, photos: list[Path], runs: int, threads: int) -> Row:
+    """What zoo's exact int8 products (session.x64quantprecision) cost against onnxruntime's default kernels."""
+    import onnxruntime as ort
+
+    import zoo
+
+    feeds = [zoo.load(MODEL_ID).preprocess(str(p)) for p in photos]
+
+    def session(exact: bool) -> Any:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        if exact:
+            so.add_session_config_entry("session.x64quantprecision", "1")
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    sessions = {"exact": session(True), "default": session(False)}
+    tops = {k: [int(s.run(None, f)[0].argmax()) for f in feeds] for k, s in sessions.items()}
+    moved = sum(a != b for a, b in zip(tops["exact"], tops["default"]))
+    fns = {k: (lambda s=s: [s.run(None, f) for f in feeds]) for k, s in sessions.items()}
+    interleaved(1, fns)
+    times = interleaved(runs, fns)
+    per = {k: [t / len(feeds) for t in v] for k, v in times.items()}
+    return compare(f"int8 kernels, {MODEL_ID}: exact products (zoo's sessions) vs onnxruntime's default",
+                   median(per["exact"]), median(per["default"]), ms, INFO,
+                   f"raw sessions, {threads} intra-op threads, one image per run, {len(feeds)} photos x {runs} "
+                   f"rounds taking turns; default kernels' top-1 differs from exact on {moved} of {len(feeds)} "
+                   "photos; the option acts only on x86 without VNNI (see the SIMD line), elsewhere ratio ~1",
+                   ratio=paired_ratio(times["exact"], times["default"]))
 
 
 def _side(side: str, path: Path, labels: Path, items: list[str], runs: int, threads: int) -> dict[str, list[float]]:

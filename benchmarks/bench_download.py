@@ -67,7 +67,7 @@ def _uncapped(cfg: Config) -> list[Row]:
     with scratch("download") as work, FileServer() as server:
         payload = _serve(server, work, "random.bin", size)
         clients = {"zoo": _zoo, "zoo -c1": functools.partial(_zoo, connections=1), "curl": _curl,
-                   "curl+sha256": _curl_sha256, "hf": functools.partial(_hf, server.url)}
+                   "curl+fsync": _curl_fsync, "curl+sha256": _curl_sha256, "hf": functools.partial(_hf, server.url)}
         # An untimed round first: imports and one-time setup (huggingface_hub's agent-registry lookup)
         # are not throughput.
         _measure(clients, payload, 1, work)
@@ -129,6 +129,19 @@ def _curl(payload: Payload, out: Path) -> Path | None:
         return None
     target = out / payload.filename
     subprocess.run([curl, "-s", "-o", str(target), payload.mirror_url], check=True)
+    return target
+
+
+def _curl_fsync(payload: Payload, out: Path) -> Path | None:
+    """`curl -o FILE && sync FILE`: the bytes on disk before it returns, as zoo has them before publishing."""
+    target = _curl(payload, out)
+    if target is None:
+        return None
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return target
 
 
@@ -227,6 +240,9 @@ def _rows(res: Results, size: int, runs: int) -> list[Row]:
              f"{how}{best}; curl neither hashes nor fsyncs, and pays its process start"),
         _row(res, "curl", f"download {mb}: zoo fetch -c1 vs curl -o", INFO,
              f"{how}; one connection", zoo_key="zoo -c1"),
+        _row(res, "curl+fsync", f"download {mb}: zoo fetch vs curl -o && sync FILE", INFO,
+             f"{how}; the baseline downloads, then fsyncs the file (durable, as zoo's is before it is "
+             "published), no hash: where the disk's durable write speed is below curl's, this is the bound"),
         _row(res, "curl+sha256", f"download {mb}: zoo fetch vs curl -o && openssl sha256", INFO,
              f"{how}; the baseline downloads, then hashes (no fsync)"),
         _row(res, "hf", f"download {mb}: zoo fetch vs hf_hub_download", INFO,

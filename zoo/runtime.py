@@ -340,7 +340,8 @@ def cpu_kind() -> str:
     flags = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
         flags = next((ln.split(":", 1)[-1] for ln in f if ln.startswith(("flags", "Features"))), "")
-    features = " ".join(sorted(flags.split())) or platform.processor()
+    # Elsewhere: Windows names the CPU in its environment (platform.processor() may fork `uname -p`).
+    features = " ".join(sorted(flags.split())) or os.environ.get("PROCESSOR_IDENTIFIER", "")
     return f"{platform.machine().lower() or 'cpu'}-{zlib.crc32(features.encode()):08x}"
 
 

@@ -77,3 +77,18 @@ def zoo_files(*ids: str) -> dict[str, bytes]:
         entry = load_index().resolve(model_id).entry
         out[entry.file.path] = need(DATA / "models" / entry.file.name).read_bytes()
     return out
+
+
+SATURATING_EXACT = [[255 * 127 * 64] * 4]  # what saturating_matmul() answers for a = 255 when products are exact
+
+
+def saturating_matmul() -> bytes:
+    """y = a @ b with u8 a [1, 64] and constant s8 b (all 127): each pair of products is 2 * 255 * 127 = 64,770,
+    past int16, which x86's u8s8 kernels (PMADDUBSW) clamp to 32,767 where the CPU has no VNNI."""
+    from onnx import TensorProto, helper
+
+    b = helper.make_tensor("b", TensorProto.INT8, [64, 4], [127] * 256)
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 4])], [b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import SATURATING_EXACT, saturating_matmul
 from onnx import TensorProto, helper
 
 from zoo import runtime
@@ -223,30 +224,20 @@ def test_available_lists_cpu_last_with_devices() -> None:
     assert any(d["type"] == "CPU" for d in rows[-1]["devices"])
 
 
-def saturating_matmul() -> bytes:
-    """y = a @ b with u8 a and constant s8 b: each pair of products is 2 * 255 * 127 = 64,770,
-    past int16, which x86's u8s8 kernels (PMADDUBSW) clamp to 32,767 where the CPU has no VNNI."""
-    b = helper.make_tensor("b", TensorProto.INT8, [64, 4], [127] * 256)
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 4])], [b])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
-
-
 def test_int8_products_are_exact_on_every_cpu_by_default(tmp_path: Path) -> None:
     a = np.full((1, 64), 255, np.uint8)
     session, _ = create_session(saturating_matmul(), SessionSpec())
-    assert session.run(None, {"a": a})[0].tolist() == [[255 * 127 * 64] * 4]
+    assert session.run(None, {"a": a})[0].tolist() == SATURATING_EXACT
     # Through the optimised-graph cache too: the saved graph keeps the exact kernels' weights.
     model = tmp_path / "mmi.onnx"
     model.write_bytes(saturating_matmul())
     key = "e" * 64
     for _ in range(2):
         session, _ = create_session(model, SessionSpec(), cache_dir=tmp_path / "opt", cache_key=key)
-        assert session.run(None, {"a": a})[0].tolist() == [[255 * 127 * 64] * 4]
+        assert session.run(None, {"a": a})[0].tolist() == SATURATING_EXACT
     fast = create_session(model, SessionSpec(exact_int8=False), cache_dir=tmp_path / "opt", cache_key=key)[0]
     # Saturated on x86 without VNNI, exact elsewhere: never anything else.
-    assert fast.run(None, {"a": a})[0].tolist() in ([[255 * 127 * 64] * 4], [[32767 * 32] * 4])
+    assert fast.run(None, {"a": a})[0].tolist() in (SATURATING_EXACT, [[32767 * 32] * 4])
     names = sorted(p.name for p in (tmp_path / "opt").glob("*.onnx"))
     kind = runtime.cpu_kind()
     assert names == [f"{key}.cpu.all.fastint8.ort{ort.__version__}.{kind}.onnx",

@@ -12,23 +12,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from conftest import SATURATING_EXACT, saturating_matmul
 
 from zoo import runtime
 from zoo.runtime import SessionSpec, create_session
 
 KEY = "c" * 64
-EXACT = [[255 * 127 * 64] * 4]
+EXACT = SATURATING_EXACT
 
 
 def saturating_model(path: Path) -> Path:
     """u8 x s8 products whose pair sums pass int16: exact only with zoo's exact-int8 session option."""
-    b = helper.make_tensor("b", TensorProto.INT8, [64, 4], [127] * 256)
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 4])], [b])
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                       ir_version=8).SerializeToString())
+    path.write_bytes(saturating_matmul())
     return path
 
 
